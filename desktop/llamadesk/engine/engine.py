@@ -1,0 +1,377 @@
+"""The Engine: one loaded GGUF model, tokenization and streaming generation.
+
+Not thread-safe, like ``llama_cpp.Llama`` itself: the app keeps it on one inference
+thread. Only ``stop_event`` is meant to be set from another thread; it halts generation
+within one token and interrupts a long prompt evaluation through llama.cpp's abort
+callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ..settings import GenerationSettings, RuntimeSettings
+from . import runtime
+from .errors import EngineError, ModelFileError
+from .gguf_info import GGUFInfo, inspect_gguf
+from .hardware import detect_hardware
+from .planner import FitPlan, plan_fit
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(str, Enum):
+    """Why a reply ended."""
+
+    EOS = "eos"
+    MAX_TOKENS = "max_tokens"
+    STOP_STRING = "stop_string"
+    USER = "user_stop"
+    CONTEXT_FULL = "context_full"
+    ERROR = "error"
+
+    @property
+    def label(self) -> str:
+        return {
+            "eos": "finished",
+            "max_tokens": "max tokens reached",
+            "stop_string": "stop string",
+            "user_stop": "stopped",
+            "context_full": "context full",
+            "error": "error",
+        }[self.value]
+
+
+@dataclass
+class GenerationStats:
+    """What one generation cost and why it ended."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    tokens_per_s: float
+    total_s: float
+    stop_reason: StopReason
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop_reason"] = self.stop_reason.value
+        return data
+
+
+def _physical_cores() -> int:
+    count = os.cpu_count() or 2
+    try:  # Linux: count unique (physical id, core id) pairs
+        cores: set[tuple[str, str]] = set()
+        phys = core = ""
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    phys = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                    cores.add((phys, core))
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return max(1, count // 2) if count > 4 else count
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Generation:
+    """A streaming reply: iterate for text pieces; ``stats`` is set when it ends."""
+
+    def __init__(self, pieces: Iterator[str]) -> None:
+        self._pieces = pieces
+        self.stats: GenerationStats | None = None
+        self.text = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._pieces:
+            self.text += piece
+            yield piece
+
+
+class Engine:
+    """Owns at most one ``llama_cpp.Llama``; see the module docstring for threading."""
+
+    def __init__(self) -> None:
+        self._llm: Any = None
+        self.info: GGUFInfo | None = None
+        self.plan: FitPlan | None = None
+        self.n_ctx = 0
+        self.n_gpu_layers = 0
+        self.backend = "CPU"
+        self._active_stop: threading.Event | None = None
+        self._abort_cb: Any = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._llm is not None
+
+    @property
+    def llama(self) -> Any:
+        """The underlying ``llama_cpp.Llama`` (for benchmarks and diagnostics)."""
+        return self._require()
+
+    def load(
+        self,
+        path: str | Path,
+        runtime_settings: RuntimeSettings | None = None,
+        *,
+        progress: Callable[[float], bool] | None = None,
+    ) -> None:
+        """Load a model; the planner fills in whatever the settings leave automatic.
+
+        ``progress`` gets 0..1 and may return False to cancel (then EngineError "cancelled").
+        """
+        rs = runtime_settings or RuntimeSettings()
+        info = inspect_gguf(path)
+        hw = detect_hardware()
+        plan = plan_fit(info, hw, n_ctx=rs.n_ctx, n_gpu_layers=rs.n_gpu_layers)
+        n_ctx = rs.n_ctx or plan.n_ctx
+        if info.context_length and rs.n_ctx == 0:
+            n_ctx = min(n_ctx, info.context_length)
+        n_gpu_layers = plan.n_gpu_layers if rs.n_gpu_layers == -2 else rs.n_gpu_layers
+        if not hw.gpu_offload:
+            n_gpu_layers = 0
+        threads = rs.n_threads or _physical_cores()
+        self.unload()
+        module = runtime.llama_cpp()
+        runtime.clear_recent()
+        cancelled = False
+
+        def on_progress(value: float) -> bool:
+            nonlocal cancelled
+            if progress is None:
+                return True
+            keep_going = progress(value)
+            cancelled = not keep_going
+            return keep_going
+
+        log.info("loading %s (n_ctx=%s, n_gpu_layers=%s, threads=%s)", info.path, n_ctx, n_gpu_layers, threads)
+        try:
+            with runtime.load_progress(on_progress if progress else None):
+                llm = module.Llama(
+                    model_path=str(info.path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=min(rs.n_batch, n_ctx),
+                    n_ubatch=min(rs.n_batch, n_ctx),
+                    flash_attn=rs.flash_attn,
+                    use_mmap=rs.use_mmap,
+                    use_mlock=rs.use_mlock,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            if cancelled:
+                raise EngineError("Loading was cancelled.") from exc
+            detail = "; ".join(runtime.recent_errors()[-3:])
+            reason = f" llama.cpp said: {detail}" if detail else ""
+            raise EngineError(
+                f"llama.cpp could not load {info.path.name} ({info.architecture}, {info.file_type}).{reason} "
+                "The file may be damaged, or made for a newer llama.cpp than this build."
+            ) from exc
+        self._llm = llm
+        self.info = info
+        self.plan = plan
+        self.n_ctx = int(llm.n_ctx())
+        self.n_gpu_layers = n_gpu_layers
+        self.backend = hw.backend if n_gpu_layers else "CPU"
+        self._install_abort(module)
+
+    def _install_abort(self, module: Any) -> None:
+        # llama.cpp polls this during prompt evaluation, so a long prompt stops quickly too.
+        @module.llama_cpp.ggml_abort_callback  # type: ignore[misc]
+        def should_abort(_data: Any) -> bool:
+            stop = self._active_stop
+            return stop is not None and stop.is_set()
+
+        self._abort_cb = should_abort
+        module.llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, should_abort, ctypes.c_void_p(0))
+
+    def unload(self) -> None:
+        """Free the model; safe to call when nothing is loaded."""
+        llm, self._llm = self._llm, None
+        self.info = None
+        self.plan = None
+        self.n_ctx = 0
+        if llm is not None:
+            llm.close()
+        self._abort_cb = None
+
+    close = unload
+
+    def _require(self) -> Any:
+        if self._llm is None:
+            raise EngineError("No model is loaded. Choose a model first.")
+        return self._llm
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
+        """Token ids of ``text``; chat prompts already carry their BOS, so none is added."""
+        return list(self._require().tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return bytes(self._require().detokenize(tokens)).decode("utf-8", errors="replace")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        settings: GenerationSettings,
+        *,
+        stop_event: threading.Event | None = None,
+        extra_stop: Sequence[str] = (),
+    ) -> Generation:
+        """Stream a reply to ``prompt`` (text or token ids) with ``settings``."""
+        llm = self._require()
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            raise EngineError("The prompt is empty.")
+        if len(tokens) >= self.n_ctx:
+            raise EngineError(
+                f"The prompt is {len(tokens):,} tokens but the context holds {self.n_ctx:,}. "
+                "Shorten the conversation or raise the context length in Preferences."
+            )
+        generation = Generation(iter(()))
+        generation._pieces = self._stream(llm, tokens, settings, stop_event, list(extra_stop), generation)
+        return generation
+
+    def _stream(
+        self,
+        llm: Any,
+        tokens: list[int],
+        s: GenerationSettings,
+        stop_event: threading.Event | None,
+        extra_stop: list[str],
+        generation: Generation,
+    ) -> Iterator[str]:
+        stop_event = stop_event or threading.Event()
+        stops = [x for x in (*s.stop, *extra_stop) if x]
+        held = max((len(x) for x in stops), default=0)
+        start = time.perf_counter()
+        cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
+        if cached >= len(tokens):
+            cached = len(tokens) - 1
+        llm.set_seed(random.randint(0, 2**31 - 1) if s.seed < 0 else s.seed)
+        vocab = llm._model.vocab
+        module = runtime.llama_cpp()
+        max_new = min(s.max_tokens, self.n_ctx - len(tokens))
+        completion = 0
+        first_at: float | None = None
+        reason = StopReason.MAX_TOKENS
+        error: str | None = None
+        pending = b""
+        text = ""  # decoded text not yet released (may hide a stop string's start)
+        self._active_stop = stop_event
+        gen = llm.generate(
+            tokens,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            temp=s.temperature,
+            repeat_penalty=s.repeat_penalty,
+        )
+        try:
+            for token in gen:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                if stop_event.is_set():
+                    reason = StopReason.USER
+                    break
+                if module.llama_vocab_is_eog(vocab, token):
+                    reason = StopReason.EOS
+                    break
+                completion += 1
+                pending += bytes(llm.detokenize([token]))
+                try:
+                    piece = pending.decode("utf-8")
+                    pending = b""
+                except UnicodeDecodeError:
+                    piece = ""
+                    if len(pending) > 8:
+                        piece, pending = pending.decode("utf-8", errors="replace"), b""
+                text += piece
+                if stops:
+                    hit = min((i for i in (text.find(x) for x in stops) if i >= 0), default=-1)
+                    if hit >= 0:
+                        if hit:
+                            yield text[:hit]
+                        text = ""
+                        reason = StopReason.STOP_STRING
+                        break
+                    release = len(text) - (held - 1)
+                    if release > 0:
+                        yield text[:release]
+                        text = text[release:]
+                elif text:
+                    yield text
+                    text = ""
+                if completion >= max_new:
+                    reason = StopReason.MAX_TOKENS if completion >= s.max_tokens else StopReason.CONTEXT_FULL
+                    break
+                if stop_event.is_set():
+                    reason = StopReason.USER
+                    break
+        except GeneratorExit:
+            reason = StopReason.USER
+            raise
+        except RuntimeError as exc:
+            if stop_event.is_set():
+                reason = StopReason.USER
+            else:
+                reason, error = StopReason.ERROR, f"llama.cpp failed while generating: {exc}"
+        finally:
+            with contextlib.suppress(Exception):
+                gen.close()
+            self._active_stop = None
+            tail = text + (pending.decode("utf-8", errors="replace") if pending else "")
+            end = time.perf_counter()
+            ttft = (first_at or end) - start
+            decode_time = end - (first_at or end)
+            tps = (completion - 1) / decode_time if completion > 1 and decode_time > 0 else 0.0
+            generation.stats = GenerationStats(
+                prompt_tokens=len(tokens),
+                cached_tokens=max(cached, 0),
+                completion_tokens=completion,
+                ttft_s=ttft,
+                tokens_per_s=tps,
+                total_s=end - start,
+                stop_reason=reason,
+                error=error,
+            )
+        if tail and reason is not StopReason.STOP_STRING:
+            yield tail
+
+    def __del__(self) -> None:  # pragma: no cover - last resort; the app calls unload()
+        with contextlib.suppress(Exception):
+            if self._llm is not None:
+                self._llm.close()

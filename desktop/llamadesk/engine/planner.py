@@ -1,0 +1,190 @@
+"""Will this model fit, and how should it be loaded? Estimates before anything loads.
+
+Memory = weights (the file size) + KV cache (2 x layers x context x KV heads x head size,
+f16) + a working buffer. The plan tries all layers on the GPU first, then a GPU/CPU
+split, then the CPU alone, and finds the longest context that still fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gguf_info import GGUFInfo
+from .hardware import GiB, Hardware
+
+MiB = 1024**2
+AUTO_CTX_CAP = 8192
+MIN_CTX = 512
+DEFAULT_CTX = 4096
+RAM_RESERVE = 1 * GiB  # left for the OS, the app and everything else the user runs
+VRAM_RESERVE = 512 * MiB
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a loaded model needs."""
+
+    weights: int
+    kv_cache: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.overhead
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How to load a model on this machine, and whether it fits at all."""
+
+    verdict: str  # "gpu" | "hybrid" | "cpu" | "too_large"
+    n_gpu_layers: int
+    n_ctx: int
+    max_ctx: int
+    estimate: MemoryEstimate
+    summary: str
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict != "too_large"
+
+    @property
+    def label(self) -> str:
+        return {
+            "gpu": "Fits on GPU",
+            "hybrid": "Fits (GPU + RAM)",
+            "cpu": "Fits in RAM",
+            "too_large": "Too large",
+        }[self.verdict]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers the estimate needs, from GGUF metadata or guessed from a file size."""
+
+    weights: int
+    n_layers: int
+    kv_bytes_per_token: int
+    trained_ctx: int
+    embedding: int
+
+
+def shape_of(info: GGUFInfo) -> ModelShape:
+    layers = info.block_count or 32
+    heads = info.head_count or 32
+    kv_heads = info.head_count_kv or heads
+    embedding = info.embedding_length or 4096
+    key_len = info.key_length or embedding // max(heads, 1)
+    value_len = info.value_length or key_len
+    per_token = layers * kv_heads * (key_len + value_len) * 2  # f16 K and V
+    return ModelShape(
+        weights=info.file_size,
+        n_layers=layers,
+        kv_bytes_per_token=per_token,
+        trained_ctx=info.context_length or DEFAULT_CTX,
+        embedding=embedding,
+    )
+
+
+def shape_from_size(size_bytes: int, parameter_count: int | None = None) -> ModelShape:
+    """A rough shape for a file we only know the size of (a Hub listing)."""
+    params = parameter_count or int(size_bytes * 8 / 4.8)
+    # Modern GQA models keep about 16 KB of KV cache per token per billion parameters.
+    per_token = max(int(params * 1.6e-5), 8 * 1024)
+    layers = max(16, min(128, int(22 * (params / 1e9) ** 0.3)))
+    embedding = max(1024, min(16384, int((params / (12 * layers)) ** 0.5)))
+    return ModelShape(size_bytes, layers, per_token, 32768, embedding)
+
+
+def estimate(shape: ModelShape, n_ctx: int, n_batch: int = 512) -> MemoryEstimate:
+    kv = shape.kv_bytes_per_token * n_ctx
+    # Compute buffers grow with batch x context; plus fixed runtime allocations.
+    overhead = 160 * MiB + shape.weights // 50 + min(n_batch, n_ctx) * shape.embedding * 16
+    overhead += n_ctx * 1024
+    return MemoryEstimate(weights=shape.weights, kv_cache=kv, overhead=overhead)
+
+
+def estimate_memory(info: GGUFInfo, n_ctx: int) -> MemoryEstimate:
+    """Memory needed to run ``info`` with a context of ``n_ctx`` tokens."""
+    return estimate(shape_of(info), n_ctx)
+
+
+def _gib(value: int) -> str:
+    return f"{value / GiB:.1f} GB" if value >= GiB // 10 else f"{value / MiB:.0f} MB"
+
+
+def plan(shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
+    """Plan layers and context for ``shape`` on ``hw``; see the module docstring."""
+    ram = max(hw.available_ram - RAM_RESERVE, 0)
+    vram = max(hw.vram_free - VRAM_RESERVE, 0) if hw.gpu_offload else 0
+    wanted_ctx = n_ctx if n_ctx > 0 else min(shape.trained_ctx, AUTO_CTX_CAP)
+    layer_weight = shape.weights / (shape.n_layers + 1)  # +1: embeddings and output head
+    layer_kv = shape.kv_bytes_per_token / shape.n_layers
+
+    def split_for(ctx: int, layers_on_gpu: int) -> tuple[int, int]:
+        est = estimate(shape, ctx)
+        gpu_share = layers_on_gpu / shape.n_layers
+        gpu_bytes = int(layers_on_gpu * (layer_weight + layer_kv * ctx) + (est.overhead if gpu_share else 0))
+        if layers_on_gpu >= shape.n_layers:
+            gpu_bytes = est.total
+        return gpu_bytes, est.total - gpu_bytes
+
+    def best_layers(ctx: int) -> int | None:
+        """Most layers on the GPU that leave the rest fitting in RAM, or None."""
+        if n_gpu_layers >= 0 or n_gpu_layers == -1:
+            layers = shape.n_layers if n_gpu_layers == -1 else min(n_gpu_layers, shape.n_layers)
+            if not hw.gpu_offload:
+                layers = 0
+            gpu, cpu = split_for(ctx, layers)
+            return layers if gpu <= vram + (0 if layers else 1) and cpu <= ram else None
+        top = shape.n_layers if hw.gpu_offload else 0
+        for layers in range(top, -1, -1):
+            gpu, cpu = split_for(ctx, layers)
+            if gpu <= vram or layers == 0:
+                return layers if cpu <= ram else None
+        return None
+
+    def fits(ctx: int) -> bool:
+        return best_layers(ctx) is not None
+
+    max_ctx = 0
+    if fits(MIN_CTX):
+        lo, hi = MIN_CTX, max(shape.trained_ctx, MIN_CTX)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        max_ctx = lo // 256 * 256 if lo >= 1024 else lo
+    ctx = min(wanted_ctx, max_ctx) if max_ctx else wanted_ctx
+    layers = best_layers(ctx) if max_ctx else None
+    est = estimate(shape, ctx)
+    if layers is None:
+        need = est.total
+        have = ram + vram
+        summary = (
+            f"Too large for this machine: needs about {_gib(need)} at {ctx:,} tokens of context, "
+            f"{_gib(have)} is free. Choose a smaller quantization or a smaller model."
+        )
+        return FitPlan("too_large", 0, ctx, max_ctx, est, summary)
+    if layers >= shape.n_layers and hw.gpu_offload:
+        verdict, where = "gpu", f"all layers on the GPU ({_gib(vram)} free)"
+    elif layers > 0:
+        verdict, where = "hybrid", f"{layers} of {shape.n_layers} layers on the GPU, the rest in RAM"
+    else:
+        verdict, where = "cpu", f"in RAM ({_gib(ram)} free)"
+    summary = f"Needs about {_gib(est.total)} at {ctx:,} tokens of context: {where}."
+    if ctx < wanted_ctx:
+        summary += f" Context reduced from {wanted_ctx:,} to {ctx:,} tokens to fit."
+    gpu_layers = -1 if verdict == "gpu" else layers
+    return FitPlan(verdict, gpu_layers, ctx, max_ctx, est, summary)
+
+
+def plan_fit(info: GGUFInfo, hardware: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
+    """The load plan for a model file on this machine (LM Studio's and Jan's "fits" light)."""
+    return plan(shape_of(info), hardware, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+
+
+def estimate_for_size(
+    size_bytes: int, hardware: Hardware, *, n_ctx: int = DEFAULT_CTX, parameter_count: int | None = None
+) -> FitPlan:
+    """A plan for a Hub file known only by its size (and maybe parameter count)."""
+    return plan(shape_from_size(size_bytes, parameter_count), hardware, n_ctx=n_ctx)

@@ -1,0 +1,310 @@
+"""Typed settings, declared once: the preferences dialog is generated from these models.
+
+Stored as one JSON file in the config dir, written atomically. A broken file is backed
+up and replaced by defaults with a warning the app shows; an out-of-range value is
+refused with the field's name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import LlamaDeskError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+
+class SettingsError(LlamaDeskError):
+    """A setting value was refused; the message names the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+
+class GenerationSettings(_Model):
+    """How a reply is sampled. Applies to the next reply, no reload needed."""
+
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, title="Temperature",
+        description="How adventurous the word choice is. Low (0.1) gives focused, repeatable answers; "
+        "0.7 is balanced; 1.0 and above gives varied, creative and sometimes rambling text. "
+        "0 always picks the most likely token (greedy).",
+    )
+    top_p: float = Field(
+        0.95, ge=0.0, le=1.0, title="Top-p",
+        description="Nucleus sampling: only tokens within the top p of cumulative probability are "
+        "considered. Lower (0.5) keeps answers safe and on topic; 1.0 turns the filter off.",
+    )
+    top_k: int = Field(
+        40, ge=0, le=1000, title="Top-k",
+        description="Only the k most likely next tokens are candidates. Smaller (10) is more "
+        "predictable, larger (100) more diverse; 0 turns the filter off.",
+    )
+    min_p: float = Field(
+        0.05, ge=0.0, le=1.0, title="Min-p",
+        description="Drops tokens less likely than this fraction of the most likely one. 0.05 removes "
+        "nonsense while keeping variety; higher is stricter; 0 turns it off.",
+    )
+    repeat_penalty: float = Field(
+        1.1, ge=0.5, le=2.0, title="Repeat penalty",
+        description="Discourages repeating recent tokens. 1.0 is off; 1.1 stops most loops; "
+        "much higher can make the model avoid words it needs.",
+    )
+    max_tokens: int = Field(
+        1024, ge=1, le=131072, title="Max tokens",
+        description="Longest reply in tokens (a token is roughly three quarters of an English word). "
+        "The reply stops here even mid-sentence; this much room is kept free in the context.",
+    )
+    seed: int = Field(
+        -1, ge=-1, le=2**31 - 1, title="Seed",
+        description="Random seed for sampling. The same seed, settings and conversation give the same "
+        "reply; -1 picks a new random seed each time.",
+    )
+    stop: list[str] = Field(
+        default_factory=list, title="Stop strings",
+        description="The reply ends as soon as one of these strings appears (the string itself is not "
+        "shown). The model's own end-of-turn markers are always used.",
+    )
+
+
+class RuntimeSettings(_Model):
+    """How a model is loaded. Changes take effect on the next load."""
+
+    n_ctx: int = Field(
+        0, ge=0, le=1_048_576, title="Context length",
+        description="How many tokens the model sees at once: system prompt, history and reply together. "
+        "Longer remembers more of the chat but uses more memory. 0 = automatic: the model's trained "
+        "length, capped at what fits in memory and at 8192.",
+    )
+    n_gpu_layers: int = Field(
+        -2, ge=-2, le=1000, title="GPU layers",
+        description="How many of the model's layers run on the GPU. More is faster while they fit in "
+        "video memory. -2 = automatic (planned for this machine), -1 = all, 0 = CPU only.",
+    )
+    n_threads: int = Field(
+        0, ge=0, le=512, title="CPU threads",
+        description="Threads used for generation on the CPU. 0 = automatic (physical cores). More than "
+        "your physical cores usually makes it slower.",
+    )
+    n_batch: int = Field(
+        512, ge=1, le=65536, title="Batch size",
+        description="Prompt tokens processed per step. Larger reads long prompts faster but needs more "
+        "memory; 512 suits most machines.",
+    )
+    flash_attn: bool = Field(
+        False, title="Flash attention",
+        description="A faster, leaner attention kernel. Helps most on GPUs; some models or backends "
+        "don't support it.",
+    )
+    use_mmap: bool = Field(
+        True, title="Memory-map the model",
+        description="Reads the model file on demand instead of copying it into memory first: faster "
+        "loads, and memory is shared with the system file cache.",
+    )
+    use_mlock: bool = Field(
+        False, title="Lock the model in memory",
+        description="Keeps the model in RAM so the system never swaps it out. Needs enough free memory "
+        "(and sometimes permission); otherwise loading fails.",
+    )
+
+
+Theme = Literal["system", "light", "dark"]
+
+
+class AppSettings(_Model):
+    """How the app looks and where it keeps things."""
+
+    theme: Theme = Field("system", title="Theme", description="Light, dark, or follow the system.")
+    font_size: int = Field(11, ge=6, le=32, title="Font size", description="Size of the chat text in points.")
+    code_font: str = Field(
+        "monospace", title="Code font", description="Font family used for code blocks and inline code."
+    )
+    default_system_prompt: str = Field(
+        "You are a helpful assistant.", title="Default system prompt",
+        description="Instructions every new conversation starts with; each conversation can change its own.",
+    )
+    models_dir: str = Field(
+        "", title="Models folder",
+        description="Where downloaded models are stored. Empty = the default folder in the data directory.",
+    )
+    max_parallel_downloads: int = Field(
+        1, ge=1, le=4, title="Parallel downloads", description="How many downloads run at the same time."
+    )
+    last_model: str = Field("", title="Last model", description="The model loaded at the last session.")
+
+
+class ModelPreset(_Model):
+    """Generation and runtime settings saved for one model, applied when it loads."""
+
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+
+
+class Settings(_Model):
+    """Everything in settings.json."""
+
+    schema_version: int = SCHEMA_VERSION
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    app: AppSettings = Field(default_factory=AppSettings)
+    presets: dict[str, ModelPreset] = Field(default_factory=dict)
+
+    def for_model(self, model_key: str) -> tuple[GenerationSettings, RuntimeSettings]:
+        """The settings to use for a model: its preset if saved, else the global ones."""
+        preset = self.presets.get(model_key)
+        if preset is None:
+            return self.generation, self.runtime
+        return preset.generation, preset.runtime
+
+
+def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 used ``seed: null`` for random and ``n_gpu_layers: null`` for automatic.
+    gen = data.get("generation") or {}
+    if gen.get("seed") is None:
+        gen["seed"] = -1
+    rt = data.get("runtime") or {}
+    if rt.get("n_gpu_layers") is None:
+        rt["n_gpu_layers"] = -2
+    if rt.get("n_ctx") is None:
+        rt["n_ctx"] = 0
+    data["generation"], data["runtime"] = gen, rt
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate_1_to_2}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring settings written by an older version up to the current schema."""
+    version = int(data.get("schema_version", 1))
+    if version > SCHEMA_VERSION:
+        raise SettingsError(
+            f"settings were written by a newer LlamaDesk (schema {version}, this one reads {SCHEMA_VERSION})"
+        )
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line per refused field, naming it by its dotted path."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "settings"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Write a file so a crash leaves either the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+class SettingsStore:
+    """Loads and saves ``Settings`` in one JSON file.
+
+    ``load()`` never raises for a bad file: it backs the file up, falls back to defaults
+    and puts a message in ``warning`` for the app to show.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.warning: str | None = None
+
+    def load(self) -> Settings:
+        self.warning = None
+        if not self.path.exists():
+            return Settings()
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("the file does not hold a JSON object")
+            return Settings.model_validate(migrate(data))
+        except (OSError, UnicodeDecodeError, ValueError, ValidationError, SettingsError) as exc:
+            if isinstance(exc, ValidationError):
+                reason = describe_validation_error(exc)
+            else:
+                reason = str(exc)
+            backup = self._backup()
+            where = f" It was saved as {backup.name}." if backup else ""
+            self.warning = f"Your settings file could not be read ({reason}); defaults are in use.{where}"
+            log.warning("%s", self.warning)
+            return Settings()
+
+    def save(self, settings: Settings) -> None:
+        try:
+            atomic_write_text(self.path, settings.model_dump_json(indent=2) + "\n")
+        except OSError as exc:
+            raise SettingsError(f"could not save settings to {self.path}: {exc.strerror or exc}") from exc
+
+    def _backup(self) -> Path | None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = self.path.with_name(f"{self.path.name}.broken-{stamp}")
+        try:
+            os.replace(self.path, backup)
+        except OSError:
+            return None
+        return backup
+
+
+def validated_update(model: _Model, **changes: Any) -> Any:
+    """A copy of ``model`` with ``changes``, or ``SettingsError`` naming the refused field."""
+    data = model.model_dump()
+    data.update(changes)
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from exc
+
+
+def load_token(path: Path) -> str:
+    """The Hugging Face access token, or empty."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def save_token(path: Path, token: str) -> None:
+    """Store the access token readable by this user only."""
+    if token.strip():
+        atomic_write_text(path, token.strip() + "\n", mode=0o600)
+    else:
+        path.unlink(missing_ok=True)

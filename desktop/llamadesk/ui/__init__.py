@@ -1,0 +1,1 @@
+"""Every Qt widget, dialog and worker of LlamaDesk."""
