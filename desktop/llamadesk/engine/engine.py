@@ -278,9 +278,15 @@ class Engine:
         stops = [x for x in (*s.stop, *extra_stop) if x]
         held = max((len(x) for x in stops), default=0)
         start = time.perf_counter()
-        cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
-        if cached >= len(tokens):
-            cached = len(tokens) - 1
+        if s.seed >= 0:
+            # A fixed seed promises the same reply for the same prompt. Logits computed in a
+            # different batch shape differ in the last bits, so re-read the whole prompt.
+            llm.reset()
+            cached = 0
+        else:
+            cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
+            if cached >= len(tokens):
+                cached = len(tokens) - 1
         llm.set_seed(random.randint(0, 2**31 - 1) if s.seed < 0 else s.seed)
         vocab = llm._model.vocab
         module = runtime.llama_cpp()

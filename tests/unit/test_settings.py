@@ -1,0 +1,117 @@
+"""Settings: defaults, range errors naming the field, atomic round trip, broken files, migration."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from llamadesk.paths import get_paths
+from llamadesk.settings import (
+    GenerationSettings,
+    Settings,
+    SettingsError,
+    SettingsStore,
+    load_token,
+    save_token,
+    validated_update,
+)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path / "settings.json")
+    settings = Settings()
+    settings.generation.temperature = 0.2
+    settings.runtime.n_ctx = 4096
+    settings.app.theme = "dark"
+    store.save(settings)
+    loaded = SettingsStore(tmp_path / "settings.json").load()
+    assert loaded == settings
+    assert loaded.generation.temperature == 0.2
+
+
+def test_out_of_range_is_refused_with_the_field_name() -> None:
+    with pytest.raises(SettingsError, match="temperature"):
+        validated_update(GenerationSettings(), temperature=3.5)
+    with pytest.raises(SettingsError, match="top_k"):
+        validated_update(GenerationSettings(), top_k=-4)
+    with pytest.raises(ValueError, match="max_tokens"):
+        GenerationSettings().max_tokens = 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2, 3]", b'{"generation": {"temperature": 9}}', b"\xff\xfe\x00garbage"],
+)
+def test_broken_file_is_backed_up_and_defaults_used(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "settings.json"
+    path.write_bytes(content)
+    store = SettingsStore(path)
+    settings = store.load()
+    assert settings == Settings()
+    assert store.warning is not None and "defaults are in use" in store.warning
+    backups = list(tmp_path.glob("settings.json.broken-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == content
+    assert not path.exists()  # the next save writes a fresh file; the user's file is kept aside
+
+
+def test_range_error_in_file_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"schema_version": 2, "generation": {"temperature": 9}}))
+    store = SettingsStore(path)
+    store.load()
+    assert store.warning is not None and "generation.temperature" in store.warning
+
+
+def test_migration_from_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"generation": {"seed": None, "temperature": 0.3}, "runtime": {"n_gpu_layers": None}}))
+    store = SettingsStore(path)
+    settings = store.load()
+    assert store.warning is None
+    assert settings.generation.seed == -1
+    assert settings.generation.temperature == 0.3
+    assert settings.runtime.n_gpu_layers == -2
+    assert settings.schema_version == 2
+
+
+def test_newer_schema_is_not_silently_downgraded(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"schema_version": 99}))
+    store = SettingsStore(path)
+    assert store.load() == Settings()
+    assert store.warning is not None and "newer LlamaDesk" in store.warning
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    path = folder / "settings.json"
+    store = SettingsStore(path)
+    for value in (0.1, 0.5, 0.9):
+        settings = Settings()
+        settings.generation.temperature = value
+        store.save(settings)
+    assert [p.name for p in folder.iterdir()] == ["settings.json"]
+    assert json.loads(path.read_text())["generation"]["temperature"] == 0.9
+
+
+def test_token_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "hf_token"
+    save_token(path, " hf_secret ")
+    assert load_token(path) == "hf_secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    save_token(path, "")
+    assert not path.exists()
+
+
+def test_home_puts_every_folder_under_one_dir(tmp_path: Path) -> None:
+    paths = get_paths(tmp_path).ensure()
+    for folder in (paths.config_dir, paths.data_dir, paths.cache_dir, paths.models_dir, paths.log_dir):
+        assert folder.is_dir() and tmp_path in folder.parents
+
+
+def test_env_home_is_used(llamadesk_home: Path) -> None:
+    assert get_paths().config_dir == llamadesk_home.resolve() / "config"
