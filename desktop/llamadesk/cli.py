@@ -46,14 +46,11 @@ def resolve_model(name: str) -> Path:
     starter = starter_model_path()
     if starter and lowered in {"starter", STARTER_MODEL_NAME.lower(), starter.stem.lower()}:
         return starter
-    try:
-        from .hub.library import ModelLibrary
-    except ImportError:  # pragma: no cover - the library ships with the app
-        ModelLibrary = None  # type: ignore[assignment,misc]  # noqa: N806
-    if ModelLibrary is not None:
-        found = ModelLibrary(get_paths().ensure()).find(name)
-        if found is not None:
-            return Path(found.path)
+    from .hub.library import ModelLibrary
+
+    found = ModelLibrary(get_paths().ensure()).find(name)
+    if found is not None:
+        return Path(found.path)
     if any(sep in name for sep in ("/", "\\")) or name.endswith(".gguf"):
         raise CliError(f"model file not found: {name}")
     raise CliError(f"no model named {name!r} in the library (see `llamadesk models list`)")
@@ -180,7 +177,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         reserve = min(generation.max_tokens, engine.n_ctx // 2)
         fit = fit_context(fmt, messages, engine.tokenize, engine.n_ctx - reserve)
         if fit.dropped and not args.json:
-            print(f"llamadesk: note: {len(fit.dropped)} older messages did not fit the context", file=sys.stderr)
+            print(
+                f"llamadesk: note: {len(fit.dropped)} older messages did not fit the context", file=sys.stderr
+            )
         reply = None
         if store is not None and conversation is not None:
             store.add_message(conversation.id, "user", args.prompt)
@@ -255,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", help="your message")
     p.set_defaults(func=cmd_chat)
 
-    for module, hook in (("llamadesk.chat.cli", "add_conversation_commands"), ("llamadesk.hub.cli", "add_hub_commands")):
+    for module, hook in (
+        ("llamadesk.chat.cli", "add_conversation_commands"),
+        ("llamadesk.hub.cli", "add_hub_commands"),
+    ):
         try:
             register: Callable[[Any], None] = getattr(__import__(module, fromlist=[hook]), hook)
         except (ImportError, AttributeError):

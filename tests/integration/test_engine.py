@@ -51,7 +51,9 @@ def test_same_seed_same_text(engine: Engine) -> None:
 
 
 def test_max_tokens_is_obeyed(engine: Engine) -> None:
-    gen = engine.generate(chatml(("user", "Tell me a long story about a llama.")), GenerationSettings(max_tokens=5))
+    gen = engine.generate(
+        chatml(("user", "Tell me a long story about a llama.")), GenerationSettings(max_tokens=5)
+    )
     "".join(gen)
     assert gen.stats is not None
     assert gen.stats.completion_tokens == 5
@@ -115,7 +117,10 @@ def test_prefix_reuse_on_second_turn(engine: Engine) -> None:
     turn1 = chatml(("system", "You are brief."), ("user", "What is a llama?"))
     reply = "".join(engine.generate(turn1, settings, extra_stop=[END]))
     turn2 = chatml(
-        ("system", "You are brief."), ("user", "What is a llama?"), ("assistant", reply), ("user", "And an alpaca?")
+        ("system", "You are brief."),
+        ("user", "What is a llama?"),
+        ("assistant", reply),
+        ("user", "And an alpaca?"),
     )
     gen = engine.generate(turn2, settings, extra_stop=[END])
     "".join(gen)
@@ -158,7 +163,11 @@ def test_bad_files_never_reach_llama_cpp(tmp_path: Path, starter_model: Path) ->
     garbage.write_bytes(b"GGUF" + b"\xff" * 4096)
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(starter_model.read_bytes()[:5_000_000])
-    for path, message in ((garbage, "GGUF version"), (truncated, "truncated"), (tmp_path / "nope.gguf", "not found")):
+    for path, message in (
+        (garbage, "GGUF version"),
+        (truncated, "truncated"),
+        (tmp_path / "nope.gguf", "not found"),
+    ):
         with pytest.raises(ModelFileError, match=message):
             eng.load(path)
     assert not eng.is_loaded

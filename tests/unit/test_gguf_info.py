@@ -43,7 +43,9 @@ def _write(path: Path, data: bytes) -> Path:
         ("header.gguf", b"GGUF" + struct.pack("<IQQ", 3, 10, 5), "truncated"),
     ],
 )
-def test_bad_files_get_specific_messages(tmp_path: Path, name: str, make: bytes | None, expected: str) -> None:
+def test_bad_files_get_specific_messages(
+    tmp_path: Path, name: str, make: bytes | None, expected: str
+) -> None:
     path = tmp_path / name
     if make is not None:
         _write(path, make)
@@ -65,7 +67,9 @@ def test_truncated_weights_detected(tmp_path: Path, starter_model: Path) -> None
 
 def test_split_parts(tmp_path: Path, starter_model: Path) -> None:
     second = _write(tmp_path / "big-00002-of-00003.gguf", b"GGUF")
-    with pytest.raises(ModelFileError, match=r"part 2 of a model split into 3 files.*big-00001-of-00003\.gguf"):
+    with pytest.raises(
+        ModelFileError, match=r"part 2 of a model split into 3 files.*big-00001-of-00003\.gguf"
+    ):
         inspect_gguf(second)
     first = tmp_path / "big-00001-of-00003.gguf"
     first.write_bytes(starter_model.read_bytes())

@@ -41,7 +41,7 @@ def test_small_model_fully_on_gpu(starter_model: Path) -> None:
 def test_hybrid_when_vram_is_short() -> None:
     plan = estimate_for_size(12 * GiB, _gpu(6, ram_gib=32))
     assert plan.verdict == "hybrid"
-    assert 0 < plan.n_gpu_layers
+    assert plan.n_gpu_layers > 0
     assert "layers on the GPU" in plan.summary
 
 

@@ -68,7 +68,9 @@ def test_range_error_in_file_names_the_field(tmp_path: Path) -> None:
 
 def test_migration_from_version_1(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"generation": {"seed": None, "temperature": 0.3}, "runtime": {"n_gpu_layers": None}}))
+    path.write_text(
+        json.dumps({"generation": {"seed": None, "temperature": 0.3}, "runtime": {"n_gpu_layers": None}})
+    )
     store = SettingsStore(path)
     settings = store.load()
     assert store.warning is None

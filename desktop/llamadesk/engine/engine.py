@@ -23,7 +23,7 @@ from typing import Any
 
 from ..settings import GenerationSettings, RuntimeSettings
 from . import runtime
-from .errors import EngineError, ModelFileError
+from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
 from .hardware import detect_hardware
 from .planner import FitPlan, plan_fit
@@ -95,7 +95,7 @@ def _physical_cores() -> int:
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -173,7 +173,9 @@ class Engine:
             cancelled = not keep_going
             return keep_going
 
-        log.info("loading %s (n_ctx=%s, n_gpu_layers=%s, threads=%s)", info.path, n_ctx, n_gpu_layers, threads)
+        log.info(
+            "loading %s (n_ctx=%s, n_gpu_layers=%s, threads=%s)", info.path, n_ctx, n_gpu_layers, threads
+        )
         try:
             with runtime.load_progress(on_progress if progress else None):
                 llm = module.Llama(
@@ -208,7 +210,7 @@ class Engine:
 
     def _install_abort(self, module: Any) -> None:
         # llama.cpp polls this during prompt evaluation, so a long prompt stops quickly too.
-        @module.llama_cpp.ggml_abort_callback  # type: ignore[misc]
+        @module.llama_cpp.ggml_abort_callback
         def should_abort(_data: Any) -> bool:
             stop = self._active_stop
             return stop is not None and stop.is_set()

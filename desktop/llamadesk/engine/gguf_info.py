@@ -26,29 +26,110 @@ _STRING, _ARRAY = 8, 9
 # ggml tensor types -> (block size, bytes per block), as in ggml.h; unknown types skip the
 # completeness check rather than guessing.
 _TYPE_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 110), 20: (32, 18), 21: (256, 82),
-    22: (256, 136), 23: (256, 56), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
-    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 110),
+    20: (32, 18),
+    21: (256, 82),
+    22: (256, 136),
+    23: (256, 56),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+    34: (256, 54),
+    35: (256, 66),
+    39: (32, 17),
 }
 
 # llama_ftype values (general.file_type) -> the names users see on the Hub.
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
-    18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S",
-    25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M",
-    32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4_MOE",
 }
 
 # Approximate bits per weight of each quantization (llama.cpp's quantize table).
 BITS_PER_WEIGHT = {
-    "F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_1": 6.0, "Q5_0": 5.5,
-    "Q5_K_M": 5.67, "Q5_K_S": 5.52, "Q4_1": 5.0, "Q4_0": 4.5, "Q4_K_M": 4.83, "Q4_K_S": 4.57,
-    "IQ4_NL": 4.5, "IQ4_XS": 4.25, "Q3_K_L": 4.27, "Q3_K_M": 3.89, "Q3_K_S": 3.5, "IQ3_M": 3.66,
-    "IQ3_S": 3.44, "IQ3_XS": 3.3, "IQ3_XXS": 3.06, "Q2_K": 3.35, "Q2_K_S": 2.96, "IQ2_M": 2.7,
-    "IQ2_S": 2.5, "IQ2_XS": 2.31, "IQ2_XXS": 2.06, "IQ1_M": 1.75, "IQ1_S": 1.56, "TQ1_0": 1.69,
+    "F32": 32.0,
+    "F16": 16.0,
+    "BF16": 16.0,
+    "Q8_0": 8.5,
+    "Q6_K": 6.56,
+    "Q5_1": 6.0,
+    "Q5_0": 5.5,
+    "Q5_K_M": 5.67,
+    "Q5_K_S": 5.52,
+    "Q4_1": 5.0,
+    "Q4_0": 4.5,
+    "Q4_K_M": 4.83,
+    "Q4_K_S": 4.57,
+    "IQ4_NL": 4.5,
+    "IQ4_XS": 4.25,
+    "Q3_K_L": 4.27,
+    "Q3_K_M": 3.89,
+    "Q3_K_S": 3.5,
+    "IQ3_M": 3.66,
+    "IQ3_S": 3.44,
+    "IQ3_XS": 3.3,
+    "IQ3_XXS": 3.06,
+    "Q2_K": 3.35,
+    "Q2_K_S": 2.96,
+    "IQ2_M": 2.7,
+    "IQ2_S": 2.5,
+    "IQ2_XS": 2.31,
+    "IQ2_XXS": 2.06,
+    "IQ1_M": 1.75,
+    "IQ1_S": 1.56,
+    "TQ1_0": 1.69,
     "TQ2_0": 2.06,
 }
 
@@ -192,23 +273,21 @@ def inspect_gguf(path: str | Path) -> GGUFInfo:
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not a model file. Choose the .gguf file inside it.")
     split = split_parts(path)
+    stem = SPLIT_RE.sub(r"\g<stem>", path.name)
+
+    def part_name(index: int, count: int) -> Path:
+        return path.with_name(f"{stem}-{index:05d}-of-{count:05d}.gguf")
+
     if split and split[0] != 1:
-        first = path.with_name(SPLIT_RE.sub(lambda m: f"{m['stem']}-00001-of-{m['count']}.gguf", path.name))
+        first = part_name(1, split[1])
         raise ModelFileError(
             f"{path.name} is part {split[0]} of a model split into {split[1]} files. "
             f"Open the first part ({first.name}); llama.cpp reads the others from the same folder."
         )
     part_paths = [path]
     if split:
-        part_paths = [
-            path.with_name(SPLIT_RE.sub(lambda m, i=i: f"{m['stem']}-{i:05d}-of-{m['count']}.gguf", path.name))
-            for i in range(1, split[1] + 1)
-        ]
-        missing = [
-            part
-            for part in part_paths[1:]
-            if not part.exists()
-        ]
+        part_paths = [part_name(i, split[1]) for i in range(1, split[1] + 1)]
+        missing = [part for part in part_paths[1:] if not part.exists()]
         if missing:
             raise ModelFileError(
                 f"{path.name} is split into {split[1]} files but {len(missing)} are missing "

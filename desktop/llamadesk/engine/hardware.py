@@ -130,8 +130,13 @@ def compiled_backends() -> tuple[str, ...]:
             continue
         for lib in lib_dir.iterdir():
             lower = lib.name.lower()
-            for key, label in (("cuda", "CUDA"), ("metal", "Metal"), ("vulkan", "Vulkan"), ("hip", "ROCm"),
-                               ("sycl", "SYCL")):
+            for key, label in (
+                ("cuda", "CUDA"),
+                ("metal", "Metal"),
+                ("vulkan", "Vulkan"),
+                ("hip", "ROCm"),
+                ("sycl", "SYCL"),
+            ):
                 if f"ggml-{key}" in lower or f"ggml_{key}" in lower:
                     names.add(label)
     if not names and sys.platform == "darwin" and platform.machine() == "arm64":
@@ -147,7 +152,10 @@ def nvidia_gpus() -> list[GPUInfo]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []

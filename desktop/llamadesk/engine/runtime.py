@@ -64,7 +64,9 @@ def _on_log(level: int, text: bytes, _user_data: Any) -> None:
 
 def recent_errors() -> list[str]:
     """llama.cpp log lines from the last operation that look like failures."""
-    return [line for line in _recent if any(w in line.lower() for w in ("error", "failed", "invalid", "unable"))]
+    return [
+        line for line in _recent if any(w in line.lower() for w in ("error", "failed", "invalid", "unable"))
+    ]
 
 
 def clear_recent() -> None:
@@ -84,8 +86,8 @@ def llama_cpp() -> ModuleType:
         callback = module.llama_log_callback(_on_log)
         module.llama_log_set(callback, ctypes.c_void_p(0))
         _callback_ref = callback  # keep the C callback alive for the process's lifetime
-        llama_mod.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined,misc]
-        internals.suppress_stdout_stderr = _NoRedirect  # type: ignore[attr-defined,misc]
+        llama_mod.suppress_stdout_stderr = _NoRedirect  # type: ignore[assignment,misc]
+        internals.suppress_stdout_stderr = _NoRedirect  # type: ignore[assignment,misc]
         _module = module
         return module
 
@@ -110,7 +112,7 @@ def load_progress(callback: Callable[[float], bool] | None) -> Iterator[None]:
         return
     original = low.llama_model_default_params
 
-    @low.llama_progress_callback  # type: ignore[misc]
+    @low.llama_progress_callback
     def progress(value: float, _data: Any) -> bool:
         try:
             return bool(callback(float(value)))

@@ -190,7 +190,9 @@ class InferenceController(QObject):
     def generating(self) -> bool:
         return self._generating
 
-    def load_model(self, path: Path, runtime: RuntimeSettings, *, template_override: str | None = None) -> None:
+    def load_model(
+        self, path: Path, runtime: RuntimeSettings, *, template_override: str | None = None
+    ) -> None:
         """Load ``path`` on the inference thread (replacing the current model)."""
         self._cancel_load.clear()
         self._loading = True

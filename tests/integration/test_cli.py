@@ -1,0 +1,99 @@
+"""The CLI as a user runs it: a real process, real model, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LLAMADESK_HOME=str(home))
+    return subprocess.run(
+        [sys.executable, "-m", "llamadesk", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def test_inspect_json(starter_model: Path, llamadesk_home: Path) -> None:
+    result = run("inspect", str(starter_model), "--json", home=llamadesk_home)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["architecture"] == "llama" and data["quantization"] == "Q4_1"
+    assert data["context_length"] == 8192 and data["chat_template"] is True
+    assert data["fit"]["verdict"] in {"cpu", "gpu", "hybrid"}
+    assert data["hardware"]["backend"] == "CPU"
+
+
+def test_inspect_text(starter_model: Path, llamadesk_home: Path) -> None:
+    result = run("inspect", str(starter_model), home=llamadesk_home)
+    assert result.returncode == 0
+    assert "Quantization" in result.stdout and "Q4_1" in result.stdout
+    assert "Fits in RAM" in result.stdout
+
+
+@pytest.mark.model
+def test_chat_json_is_repeatable(llamadesk_home: Path) -> None:
+    args = ("chat", "-m", "starter", "--seed", "42", "--max-tokens", "12", "--json", "Name a fruit.")
+    first = run(*args, home=llamadesk_home)
+    second = run(*args, home=llamadesk_home)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert set(data) >= {
+        "text",
+        "prompt_tokens",
+        "cached_tokens",
+        "completion_tokens",
+        "ttft_s",
+        "tokens_per_s",
+        "stop_reason",
+        "model",
+    }
+    assert data["text"] and 0 < data["completion_tokens"] <= 12
+    assert data["stop_reason"] in {"eos", "max_tokens"}
+    assert json.loads(second.stdout)["text"] == data["text"]
+    assert "Traceback" not in first.stderr
+
+
+@pytest.mark.model
+def test_chat_streams_text(llamadesk_home: Path) -> None:
+    result = run(
+        "chat",
+        "-m",
+        "starter",
+        "--max-tokens",
+        "8",
+        "--system",
+        "Answer briefly.",
+        "Hello!",
+        home=llamadesk_home,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "<|im_end|>" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("chat", "-m", "/no/such/model.gguf", "hi"), "model file not found"),
+        (("chat", "-m", "unknown-model", "hi"), "no model named 'unknown-model'"),
+        (("chat", "-m", "starter", "--temperature", "7", "hi"), "temperature"),
+        (("chat", "--max-tokens", "many", "hi"), "invalid int value"),
+        (("inspect", "{bad}"), "not a GGUF model file"),
+        (("bogus-command",), "invalid choice"),
+    ],
+)
+def test_errors_are_one_line(
+    args: tuple[str, ...], message: str, llamadesk_home: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("these are my notes, not a model")
+    result = run(*(a.replace("{bad}", str(bad)) for a in args), home=llamadesk_home)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") <= 2

@@ -1,0 +1,124 @@
+"""The inference thread: tokens reach the GUI thread by signal, stop works, the GUI keeps turning."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QThread, QTimer
+from pytestqt.qtbot import QtBot
+
+from llamadesk.engine import GenerationStats, StopReason
+from llamadesk.settings import GenerationSettings, RuntimeSettings
+from llamadesk.ui.inference import InferenceController, LoadedModel
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def controller(qtbot: QtBot, starter_model: Path) -> Iterator[InferenceController]:
+    ctl = InferenceController()
+    with qtbot.waitSignal(ctl.modelLoaded, timeout=60_000) as loaded:
+        ctl.load_model(starter_model, RuntimeSettings(n_ctx=1024, n_threads=2))
+    model = loaded.args[0]
+    assert isinstance(model, LoadedModel)
+    assert model.n_ctx == 1024 and not model.chat_format.is_fallback
+    yield ctl
+    ctl.shutdown()
+
+
+def test_tokens_arrive_on_gui_thread_while_event_loop_turns(
+    qtbot: QtBot, controller: InferenceController
+) -> None:
+    gui_thread = QThread.currentThread()
+    token_threads: list[bool] = []
+    pieces: list[str] = []
+    beats: list[int] = []
+    beats_at_token: list[int] = []
+
+    def on_token(text: str) -> None:
+        token_threads.append(QThread.currentThread() is gui_thread)
+        pieces.append(text)
+        beats_at_token.append(len(beats))
+
+    heartbeat = QTimer()
+    heartbeat.setInterval(5)
+    heartbeat.timeout.connect(lambda: beats.append(1))
+    heartbeat.start()
+    controller.tokenReceived.connect(on_token)
+    with qtbot.waitSignal(controller.generationFinished, timeout=60_000) as finished:
+        controller.generate(
+            [{"role": "user", "content": "Write two sentences about llamas."}],
+            GenerationSettings(max_tokens=40, seed=2),
+        )
+        assert controller.busy
+    heartbeat.stop()
+    stats = finished.args[0]
+    assert isinstance(stats, GenerationStats)
+    assert stats.completion_tokens > 5
+    assert pieces and all(token_threads)
+    # The heartbeat ticked between the first and the last token: the GUI never froze.
+    assert beats_at_token[-1] - beats_at_token[0] > 3
+    assert not controller.busy
+
+
+def test_stop_ends_reply_with_user_stop(qtbot: QtBot, controller: InferenceController) -> None:
+    count = 0
+
+    def on_token(_text: str) -> None:
+        nonlocal count
+        count += 1
+        if count == 3:
+            controller.stop()
+
+    controller.tokenReceived.connect(on_token)
+    with qtbot.waitSignal(controller.generationFinished, timeout=60_000) as finished:
+        controller.generate(
+            [{"role": "user", "content": "Write a very long story about the sea."}],
+            GenerationSettings(max_tokens=300, seed=9),
+        )
+    stats = finished.args[0]
+    assert stats.stop_reason is StopReason.USER
+    # Tokens already queued when Stop was pressed may still arrive, but generation halted.
+    assert stats.completion_tokens < 20
+
+
+def test_context_prepared_reports_dropped_messages(qtbot: QtBot, controller: InferenceController) -> None:
+    long = "llama " * 200
+    messages = [{"role": "system", "content": "Be brief."}]
+    for i in range(6):
+        messages += [{"role": "user", "content": f"{i} {long}"}, {"role": "assistant", "content": long}]
+    messages.append({"role": "user", "content": "Hi"})
+    with qtbot.waitSignal(controller.contextPrepared, timeout=60_000) as prepared:
+        controller.generate(messages, GenerationSettings(max_tokens=8))
+    fit = prepared.args[0]
+    assert fit.dropped and 0 not in fit.dropped and len(messages) - 1 not in fit.dropped
+    qtbot.waitUntil(lambda: not controller.busy, timeout=60_000)
+
+
+def test_bad_model_reports_failure_and_worker_survives(
+    qtbot: QtBot, tmp_path: Path, controller: InferenceController
+) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model at all" * 10)
+    with qtbot.waitSignal(controller.modelLoadFailed, timeout=30_000) as failed:
+        controller.load_model(bad, RuntimeSettings())
+    assert "not a GGUF model file" in failed.args[0]
+    with qtbot.waitSignal(controller.generationFailed, timeout=30_000) as gen_failed:
+        controller.generate([{"role": "user", "content": "hi"}], GenerationSettings())
+    assert "No model is loaded" in gen_failed.args[0]
+
+
+def test_shutdown_mid_generation_is_clean(qtbot: QtBot, starter_model: Path) -> None:
+    ctl = InferenceController()
+    with qtbot.waitSignal(ctl.modelLoaded, timeout=60_000):
+        ctl.load_model(starter_model, RuntimeSettings(n_ctx=512))
+    with qtbot.waitSignal(ctl.tokenReceived, timeout=60_000):
+        ctl.generate(
+            [{"role": "user", "content": "Tell me a long story."}], GenerationSettings(max_tokens=400)
+        )
+    ctl.shutdown()
+    assert not ctl._thread.isRunning()
+    assert threading.active_count() >= 1
