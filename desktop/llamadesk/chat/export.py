@@ -1,0 +1,270 @@
+"""Conversation export (Markdown, JSON) and the JSON import parser.
+
+The JSON form keeps the active path as OpenAI-style ``messages`` (ready to send to any
+chat API) and every branch, with status and stats, in ``tree``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import Conversation, Message
+
+EXPORT_FORMAT = "llamadesk.conversation"
+EXPORT_VERSION = 1
+ROLES = ("system", "user", "assistant", "tool")
+STATUSES = ("complete", "streaming", "stopped", "failed", "interrupted")
+DEFAULT_TITLE = "New chat"
+_STATUS_NOTES = {
+    "stopped": "stopped by the user",
+    "failed": "failed",
+    "interrupted": "interrupted: LlamaDesk closed while this reply was being written",
+    "streaming": "still being written",
+}
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as an ISO 8601 UTC string (what the export files hold)."""
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+
+
+def parse_time(value: object) -> float | None:
+    """An ISO 8601 string or a Unix time from an import file; None when missing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"not a time: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a time: {value!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    raise ValueError(f"not a time: {value!r}")
+
+
+def to_markdown(conversation: Conversation, path: list[Message]) -> str:
+    """The active path as a readable Markdown document."""
+    lines = [f"# {conversation.title}", ""]
+    meta = [f"Created {_local_time(conversation.created_at)}"]
+    if conversation.model:
+        meta.append(f"model: {conversation.model}")
+    lines += ["_" + " · ".join(meta) + "_", ""]
+    if conversation.system_prompt:
+        lines += ["## System prompt", "", conversation.system_prompt.rstrip(), ""]
+    for message in path:
+        heading = message.role.capitalize()
+        if message.role == "assistant" and message.model:
+            heading += f" ({message.model})"
+        if message.sibling_count > 1:
+            heading += f" · version {message.sibling_index} of {message.sibling_count}"
+        lines += [f"## {heading}", "", message.content.rstrip() or "_(empty)_", ""]
+        note = _STATUS_NOTES.get(message.status)
+        if note:
+            lines += [f"_({note})_", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_json(conversation: Conversation, messages: list[Message], path: list[Message]) -> dict[str, Any]:
+    """The whole conversation: OpenAI ``messages`` of the active path, every branch in ``tree``.
+
+    ``messages`` are ordered parents first; ids in the file are 1..n and local to it.
+    """
+    local = {message.id: index for index, message in enumerate(messages, start=1)}
+    chat: list[dict[str, Any]] = []
+    if conversation.system_prompt:
+        chat.append({"role": "system", "content": conversation.system_prompt})
+    chat += [{"role": message.role, "content": message.content} for message in path]
+    tree = [
+        {
+            "id": local[message.id],
+            "parent": local[message.parent_id] if message.parent_id is not None else None,
+            "role": message.role,
+            "content": message.content,
+            "status": message.status,
+            "model": message.model,
+            "stats": message.stats,
+            "created": iso_time(message.created_at),
+        }
+        for message in messages
+    ]
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "title": conversation.title,
+        "model": conversation.model,
+        "created": iso_time(conversation.created_at),
+        "updated": iso_time(conversation.updated_at),
+        "system_prompt": conversation.system_prompt,
+        "settings_overrides": conversation.settings_overrides,
+        "pinned": conversation.pinned,
+        "messages": chat,
+        "active_path": [local[message.id] for message in path],
+        "tree": tree,
+    }
+
+
+@dataclass
+class ImportedMessage:
+    """One message of an import file, checked; ``key`` and ``parent`` are the file's ids."""
+
+    key: int
+    parent: int | None
+    role: str
+    content: str
+    status: str = "complete"
+    model: str | None = None
+    stats: dict[str, Any] | None = None
+    created_at: float | None = None
+
+
+@dataclass
+class ImportedConversation:
+    """An import file, checked: messages come parents first."""
+
+    title: str | None
+    model: str | None
+    system_prompt: str | None
+    settings_overrides: dict[str, Any]
+    pinned: bool
+    created_at: float | None
+    updated_at: float | None
+    messages: list[ImportedMessage] = field(default_factory=list)
+    active_leaf: int | None = None
+
+
+def parse_import(data: object) -> ImportedConversation:
+    """Check an export file (ours, or a plain OpenAI ``messages`` list); ValueError says what is wrong."""
+    if isinstance(data, list):
+        data = {"messages": data}
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object with a 'messages' list")
+    fmt = data.get("format")
+    if fmt is not None and fmt != EXPORT_FORMAT:
+        raise ValueError(f"unknown format {fmt!r}")
+    version = data.get("version", EXPORT_VERSION)
+    if not isinstance(version, int) or version > EXPORT_VERSION:
+        raise ValueError(f"the file is from a newer LlamaDesk (format version {version})")
+    overrides = data.get("settings_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ValueError("'settings_overrides' must be an object")
+    result = ImportedConversation(
+        title=_optional_str(data, "title"),
+        model=_optional_str(data, "model"),
+        system_prompt=_optional_str(data, "system_prompt"),
+        settings_overrides=overrides,
+        pinned=bool(data.get("pinned", False)),
+        created_at=parse_time(data.get("created")),
+        updated_at=parse_time(data.get("updated")),
+    )
+    if data.get("tree") is not None:
+        _parse_tree(data, result)
+    else:
+        _parse_linear(data, result)
+    return result
+
+
+def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
+    tree = data["tree"]
+    if not isinstance(tree, list):
+        raise ValueError("'tree' must be a list")
+    seen: set[int] = set()
+    for position, node in enumerate(tree, start=1):
+        if not isinstance(node, dict):
+            raise ValueError(f"tree entry {position} is not an object")
+        key = node.get("id")
+        parent = node.get("parent")
+        if not isinstance(key, int) or isinstance(key, bool) or key in seen:
+            raise ValueError(f"tree entry {position} has a missing or repeated id")
+        if parent is not None and (not isinstance(parent, int) or parent not in seen):
+            raise ValueError(f"tree entry {position} names a parent that does not come before it")
+        seen.add(key)
+        stats = node.get("stats")
+        if stats is not None and not isinstance(stats, dict):
+            raise ValueError(f"tree entry {position}: 'stats' must be an object")
+        status = node.get("status", "complete")
+        if status not in STATUSES:
+            raise ValueError(f"tree entry {position}: unknown status {status!r}")
+        result.messages.append(
+            ImportedMessage(
+                key=key,
+                parent=parent,
+                role=_role(node, position),
+                content=_content(node, position),
+                status="interrupted" if status == "streaming" else status,
+                model=_optional_str(node, "model"),
+                stats=stats,
+                created_at=parse_time(node.get("created")),
+            )
+        )
+    path = data.get("active_path")
+    if isinstance(path, list) and path:
+        if path[-1] not in seen:
+            raise ValueError("'active_path' names a message that is not in 'tree'")
+        result.active_leaf = path[-1]
+    elif result.messages:
+        result.active_leaf = result.messages[-1].key
+
+
+def _parse_linear(data: dict[str, Any], result: ImportedConversation) -> None:
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise ValueError("expected a 'messages' list")
+    parent: int | None = None
+    for position, node in enumerate(messages, start=1):
+        if not isinstance(node, dict):
+            raise ValueError(f"message {position} is not an object")
+        role = _role(node, position)
+        content = _content(node, position)
+        if role == "system" and parent is None and result.system_prompt is None:
+            result.system_prompt = content
+            continue
+        result.messages.append(ImportedMessage(key=position, parent=parent, role=role, content=content))
+        parent = position
+    result.active_leaf = parent
+
+
+def _role(node: dict[str, Any], position: int) -> str:
+    role = node.get("role")
+    if role == "developer":
+        role = "system"
+    if role not in ROLES:
+        raise ValueError(f"message {position} has an unknown role {role!r}")
+    return str(role)
+
+
+def _content(node: dict[str, Any], position: int) -> str:
+    content = node.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts: keep the text ones
+        texts = [
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        ]
+        return "".join(str(text) for text in texts)
+    raise ValueError(f"message {position}: 'content' must be text")
+
+
+def _optional_str(node: dict[str, Any], key: str) -> str | None:
+    value = node.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"'{key}' must be text")
+    return value
+
+
+def _local_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
