@@ -37,45 +37,74 @@ class GenerationSettings(_Model):
     """How a reply is sampled. Applies to the next reply, no reload needed."""
 
     temperature: float = Field(
-        0.7, ge=0.0, le=2.0, title="Temperature",
+        0.7,
+        ge=0.0,
+        le=2.0,
+        title="Temperature",
         description="How adventurous the word choice is. Low (0.1) gives focused, repeatable answers; "
         "0.7 is balanced; 1.0 and above gives varied, creative and sometimes rambling text. "
         "0 always picks the most likely token (greedy).",
+        json_schema_extra={"widget": "slider", "step": 0.05},
     )
     top_p: float = Field(
-        0.95, ge=0.0, le=1.0, title="Top-p",
+        0.95,
+        ge=0.0,
+        le=1.0,
+        title="Top-p",
         description="Nucleus sampling: only tokens within the top p of cumulative probability are "
         "considered. Lower (0.5) keeps answers safe and on topic; 1.0 turns the filter off.",
+        json_schema_extra={"step": 0.01},
     )
     top_k: int = Field(
-        40, ge=0, le=1000, title="Top-k",
+        40,
+        ge=0,
+        le=1000,
+        title="Top-k",
         description="Only the k most likely next tokens are candidates. Smaller (10) is more "
         "predictable, larger (100) more diverse; 0 turns the filter off.",
     )
     min_p: float = Field(
-        0.05, ge=0.0, le=1.0, title="Min-p",
+        0.05,
+        ge=0.0,
+        le=1.0,
+        title="Min-p",
         description="Drops tokens less likely than this fraction of the most likely one. 0.05 removes "
         "nonsense while keeping variety; higher is stricter; 0 turns it off.",
+        json_schema_extra={"step": 0.01},
     )
     repeat_penalty: float = Field(
-        1.1, ge=0.5, le=2.0, title="Repeat penalty",
+        1.1,
+        ge=0.5,
+        le=2.0,
+        title="Repeat penalty",
         description="Discourages repeating recent tokens. 1.0 is off; 1.1 stops most loops; "
         "much higher can make the model avoid words it needs.",
+        json_schema_extra={"step": 0.05},
     )
     max_tokens: int = Field(
-        1024, ge=1, le=131072, title="Max tokens",
+        1024,
+        ge=1,
+        le=131072,
+        title="Max tokens",
         description="Longest reply in tokens (a token is roughly three quarters of an English word). "
         "The reply stops here even mid-sentence; this much room is kept free in the context.",
+        json_schema_extra={"step": 64},
     )
     seed: int = Field(
-        -1, ge=-1, le=2**31 - 1, title="Seed",
+        -1,
+        ge=-1,
+        le=2**31 - 1,
+        title="Seed",
         description="Random seed for sampling. The same seed, settings and conversation give the same "
         "reply; -1 picks a new random seed each time.",
+        json_schema_extra={"special": {"-1": "Random"}},
     )
     stop: list[str] = Field(
-        default_factory=list, title="Stop strings",
+        default_factory=list,
+        title="Stop strings",
         description="The reply ends as soon as one of these strings appears (the string itself is not "
         "shown). The model's own end-of-turn markers are always used.",
+        json_schema_extra={"widget": "lines", "object_name": "stopStringsEdit"},
     )
 
 
@@ -83,38 +112,57 @@ class RuntimeSettings(_Model):
     """How a model is loaded. Changes take effect on the next load."""
 
     n_ctx: int = Field(
-        0, ge=0, le=1_048_576, title="Context length",
+        0,
+        ge=0,
+        le=1_048_576,
+        title="Context length",
         description="How many tokens the model sees at once: system prompt, history and reply together. "
         "Longer remembers more of the chat but uses more memory. 0 = automatic: the model's trained "
         "length, capped at what fits in memory and at 8192.",
+        json_schema_extra={"object_name": "contextLengthSpin", "special": {"0": "Auto"}, "step": 1024},
     )
     n_gpu_layers: int = Field(
-        -2, ge=-2, le=1000, title="GPU layers",
+        -2,
+        ge=-2,
+        le=1000,
+        title="GPU layers",
         description="How many of the model's layers run on the GPU. More is faster while they fit in "
         "video memory. -2 = automatic (planned for this machine), -1 = all, 0 = CPU only.",
+        json_schema_extra={"object_name": "gpuLayersSpin", "special": {"-2": "Auto", "-1": "All"}},
     )
     n_threads: int = Field(
-        0, ge=0, le=512, title="CPU threads",
+        0,
+        ge=0,
+        le=512,
+        title="CPU threads",
         description="Threads used for generation on the CPU. 0 = automatic (physical cores). More than "
         "your physical cores usually makes it slower.",
+        json_schema_extra={"object_name": "threadsSpin", "special": {"0": "Auto"}},
     )
     n_batch: int = Field(
-        512, ge=1, le=65536, title="Batch size",
+        512,
+        ge=1,
+        le=65536,
+        title="Batch size",
         description="Prompt tokens processed per step. Larger reads long prompts faster but needs more "
         "memory; 512 suits most machines.",
+        json_schema_extra={"object_name": "batchSizeSpin", "step": 64},
     )
     flash_attn: bool = Field(
-        False, title="Flash attention",
+        False,
+        title="Flash attention",
         description="A faster, leaner attention kernel. Helps most on GPUs; some models or backends "
         "don't support it.",
     )
     use_mmap: bool = Field(
-        True, title="Memory-map the model",
+        True,
+        title="Memory-map the model",
         description="Reads the model file on demand instead of copying it into memory first: faster "
         "loads, and memory is shared with the system file cache.",
     )
     use_mlock: bool = Field(
-        False, title="Lock the model in memory",
+        False,
+        title="Lock the model in memory",
         description="Keeps the model in RAM so the system never swaps it out. Needs enough free memory "
         "(and sometimes permission); otherwise loading fails.",
     )
@@ -126,23 +174,55 @@ Theme = Literal["system", "light", "dark"]
 class AppSettings(_Model):
     """How the app looks and where it keeps things."""
 
-    theme: Theme = Field("system", title="Theme", description="Light, dark, or follow the system.")
-    font_size: int = Field(11, ge=6, le=32, title="Font size", description="Size of the chat text in points.")
+    theme: Theme = Field(
+        "system",
+        title="Theme",
+        description="Light, dark, or follow the system.",
+        json_schema_extra={
+            "tab": "appearance",
+            "labels": {"system": "Follow system", "light": "Light", "dark": "Dark"},
+        },
+    )
+    font_size: int = Field(
+        11,
+        ge=6,
+        le=32,
+        title="Font size",
+        description="Size of the chat text in points.",
+        json_schema_extra={"tab": "appearance", "suffix": " pt"},
+    )
     code_font: str = Field(
-        "monospace", title="Code font", description="Font family used for code blocks and inline code."
+        "monospace",
+        title="Code font",
+        description="Font family used for code blocks and inline code.",
+        json_schema_extra={"tab": "appearance", "required": True},
     )
     default_system_prompt: str = Field(
-        "You are a helpful assistant.", title="Default system prompt",
+        "You are a helpful assistant.",
+        title="Default system prompt",
         description="Instructions every new conversation starts with; each conversation can change its own.",
+        json_schema_extra={"tab": "generation", "widget": "multiline"},
     )
     models_dir: str = Field(
-        "", title="Models folder",
+        "",
+        title="Models folder",
         description="Where downloaded models are stored. Empty = the default folder in the data directory.",
+        json_schema_extra={"tab": "model", "widget": "folder"},
     )
     max_parallel_downloads: int = Field(
-        1, ge=1, le=4, title="Parallel downloads", description="How many downloads run at the same time."
+        1,
+        ge=1,
+        le=4,
+        title="Parallel downloads",
+        description="How many downloads run at the same time.",
+        json_schema_extra={"tab": "hub"},
     )
-    last_model: str = Field("", title="Last model", description="The model loaded at the last session.")
+    last_model: str = Field(
+        "",
+        title="Last model",
+        description="The model loaded at the last session.",
+        json_schema_extra={"hidden": True},
+    )
 
 
 class ModelPreset(_Model):
@@ -258,10 +338,7 @@ class SettingsStore:
                 raise ValueError("the file does not hold a JSON object")
             return Settings.model_validate(migrate(data))
         except (OSError, UnicodeDecodeError, ValueError, ValidationError, SettingsError) as exc:
-            if isinstance(exc, ValidationError):
-                reason = describe_validation_error(exc)
-            else:
-                reason = str(exc)
+            reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             backup = self._backup()
             where = f" It was saved as {backup.name}." if backup else ""
             self.warning = f"Your settings file could not be read ({reason}); defaults are in use.{where}"
