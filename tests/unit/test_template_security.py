@@ -1,0 +1,192 @@
+"""A chat template is code from the internet: escapes and resource bombs are refused, and run nothing.
+
+CVE-2024-34359 (llama-cpp-python rendering GGUF chat templates outside a sandbox) is the model for
+the escape payloads; the resource payloads are the ones that hang or exhaust memory in a plain
+Jinja sandbox.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from llamadesk.chat import TemplateError, render_prompt
+from llamadesk.chat.templates import MAX_OUTPUT_CHARS, ChatTemplateEnvironment
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant"},
+    {"role": "user", "content": "Hello"},
+]
+REFUSED = "refused for security reasons"
+
+# Each payload tries to reach Python internals; most would create the canary file if they got through.
+ESCAPES = {
+    "str_class_mro_subclasses": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "base_subclasses": "{{ ().__class__.__base__.__subclasses__() }}",
+    "self_init_globals_builtins": (
+        "{{ self.__init__.__globals__.__builtins__.__import__('os').system('touch ' ~ canary) }}"
+    ),
+    "template_reference_context": (
+        "{{ self._TemplateReference__context.cycler.__init__.__globals__.os.system('touch ' ~ canary) }}"
+    ),
+    "cycler_init_globals": "{{ cycler.__init__.__globals__.os.popen('touch ' ~ canary).read() }}",
+    "joiner_init_globals": "{{ joiner.__init__.__globals__.os.popen('touch ' ~ canary).read() }}",
+    "namespace_init_globals": "{{ namespace.__init__.__globals__.os.popen('touch ' ~ canary).read() }}",
+    "lipsum_globals": "{{ lipsum.__globals__['os'].popen('touch ' ~ canary).read() }}",
+    "raise_exception_globals": "{{ raise_exception.__globals__['os'].system('touch ' ~ canary) }}",
+    "strftime_now_globals": "{{ strftime_now.__globals__ }}",
+    "range_builtins": "{{ range.__self__ }}",
+    "attr_filter": "{{ messages | attr('__class__') | attr('__mro__') }}",
+    "attr_filter_in_map": "{{ messages | map(attribute='__class__') | list }}",
+    "str_format_field": "{{ '{0.__class__.__mro__}'.format(messages) }}",
+    "str_format_globals": "{{ '{0.__globals__[os]}'.format(raise_exception) }}",
+    "str_format_map": "{{ '{m.__class__}'.format_map({'m': messages}) }}",
+    "percent_format": "{{ '%s' % messages.__class__ }}",
+    "percent_format_mapping": "{{ '%(x)s' % {'x': self.__dict__} }}",
+    "getitem_dunder": "{{ messages[0]['__class__'] }}",
+    "getitem_on_list": "{{ messages['__class__'] }}",
+    "bound_method_self": "{{ messages[0].items.__self__ }}",
+    "loop_internals": "{% for m in messages %}{{ loop.__class__ }}{% endfor %}",
+    "namespace_dict": "{% set ns = namespace(a=1) %}{{ ns.__dict__ }}",
+    "set_then_use": "{% set c = ''.__class__ %}{{ c }}",
+    "type_attribute": "{{ dict.fromkeys(messages) }}",
+    "int_to_bytes": "{{ (1).to_bytes(10, 'big') }}",
+    "str_translate": "{{ 'a'.translate({97: 'b'}) }}",
+    "list_mutation": "{{ messages.append({'role': 'user', 'content': 'injected'}) }}",
+    "dict_mutation": "{{ messages[0].update({'content': 'injected'}) }}",
+    "os_name": "{{ os.popen('touch ' ~ canary).read() }}",
+    "builtins_name": "{{ __builtins__.open(canary, 'w') }}",
+    "import_name": "{{ __import__('os').system('touch ' ~ canary) }}",
+    "eval_name": "{{ eval('1') }}",
+    "config_flask_style": "{{ config.__class__.__init__.__globals__['os'] }}",
+    "request_flask_style": "{{ request.application.__globals__.__builtins__ }}",
+    "include_file": "{% include '/etc/passwd' %}",
+    "import_template": "{% import 'macros.jinja' as m %}{{ m }}",
+    "extends_template": "{% extends 'base.jinja' %}",
+    "huge_range": "{% for i in range(10**10) %}{{ i }}{% endfor %}",
+}
+
+# Each payload would hang or exhaust memory in a plain sandbox.
+BOMBS = {
+    "nested_loops": "{% for i in range(20000) %}{% for j in range(20000) %}{% endfor %}{% endfor %}",
+    "nested_loops_over_lists": (
+        "{% set l = range(1000) | list %}{% for a in l %}{% for b in l %}{% for c in l %}{% endfor %}"
+        "{% endfor %}{% endfor %}"
+    ),
+    "recursive_macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "recursive_loop": "{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}",
+    "string_repeat": "{{ 'x' * 10**9 }}",
+    "list_repeat": "{{ ([0] * 10**9) | length }}",
+    "concat_doubling": (
+        "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+    ),
+    "plus_doubling": (
+        "{% set ns = namespace(s=['x']) %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"
+    ),
+    "replace_bomb": "{{ ('a' * 1000) | replace('a', 'b' * 1000) | replace('b', 'c' * 1000) }}",
+    "str_replace_bomb": "{{ ('a' * 1000).replace('a', 'b' * 1000).replace('b', 'c' * 1000) }}",
+    "center_width": "{{ 'x' | center(10**9) }}",
+    "ljust_width": "{{ 'x'.ljust(10**9) }}",
+    "expandtabs": "{{ ('\t' * 100).expandtabs(10**8) }}",
+    "indent_width": "{{ ('\n' * 100000) | indent(10**4) }}",
+    "join_bomb": "{{ ('x' * 1000000).join(['a'] * 1000) }}",
+    "join_filter_bomb": "{{ (['y' * 1000000] * 1000) | join }}",
+    "percent_width": "{{ '%999999999d' % 1 }}",
+    "percent_star_width": "{{ '%*d' % (10**9, 1) }}",
+    "format_width": "{{ '{:>999999999}'.format(1) }}",
+    "format_nested_width": "{{ '{:{}}'.format(1, 10**9) }}",
+    "format_filter_width": "{{ '%0999999999d' | format(1) }}",
+    "batch_fill": "{{ [1] | batch(10**9, 'x') | list }}",
+    "slice_count": "{{ [1] | slice(10**9) | list }}",
+    "int_power": "{{ 10 ** 100000 }}",
+    "int_squaring": (
+        "{% set ns = namespace(x=3) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}{% endfor %}"
+    ),
+    "output_flood": "{% for i in range(20000) %}{{ 'x' * 1000 }}{% endfor %}",
+    "tojson_indent": "{{ messages | tojson(indent=10**8) }}",
+    "lipsum": "{{ lipsum(n=100000) }}",
+    "slow_text_filter": "{{ ('x ' * 1000000) | wordwrap(1) }}",
+    "sort_huge_list": "{{ ((range(20000) | list) * 200) | sort | length }}",
+    "iterate_huge_string": "{{ ('x' * 3000000) | unique | list | length }}",
+    "split_huge_string": "{{ ('x ' * 1000000).split() | length }}",
+}
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Path:
+    return tmp_path / "pwned"
+
+
+def test_the_sandbox_is_jinjas_immutable_sandbox() -> None:
+    env = ChatTemplateEnvironment()
+    assert isinstance(env, ImmutableSandboxedEnvironment)
+    assert env.trim_blocks and env.lstrip_blocks
+    assert "lipsum" not in env.globals
+    assert not env.is_safe_attribute("x", "__class__", str)
+    assert not env.is_safe_attribute([], "append", [].append)
+    assert not env.is_safe_attribute(1, "to_bytes", (1).to_bytes)
+    assert env.is_safe_attribute("x", "strip", "x".strip)
+    assert env.is_safe_attribute({}, "items", {}.items)
+
+
+def test_there_are_at_least_ten_distinct_escape_payloads() -> None:
+    assert len(ESCAPES) >= 10
+
+
+@pytest.mark.parametrize("payload", list(ESCAPES.values()), ids=list(ESCAPES))
+def test_escape_is_refused_and_runs_nothing(payload: str, canary: Path) -> None:
+    messages = [dict(m) for m in MESSAGES]
+    with pytest.raises(TemplateError, match=REFUSED) as caught:
+        render_prompt(payload, messages, canary=str(canary))
+    assert not canary.exists()
+    assert messages == MESSAGES  # nothing was mutated either
+    assert str(caught.value).startswith("The chat template was refused for security reasons: ")
+    assert "Traceback" not in str(caught.value)
+
+
+@pytest.mark.parametrize("payload", list(BOMBS.values()), ids=list(BOMBS))
+def test_resource_bomb_is_stopped_with_a_clear_error(payload: str) -> None:
+    with pytest.raises(TemplateError, match=REFUSED):
+        render_prompt(payload, MESSAGES)
+
+
+def test_slow_template_is_stopped_by_the_time_limit() -> None:
+    # Exponential macro recursion: few steps per call, so the clock is what stops it.
+    payload = "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}"
+    with pytest.raises(TemplateError, match=REFUSED + r": it (ran longer than 2 seconds|did more than)"):
+        render_prompt(payload, MESSAGES)
+
+
+def test_output_limit_is_named() -> None:
+    with pytest.raises(TemplateError, match="its output is larger than"):
+        render_prompt("{% for i in range(5000) %}{{ 'x' * 1000 }}{% endfor %}", MESSAGES)
+
+
+def test_a_refusal_leaves_the_sandbox_usable() -> None:
+    with pytest.raises(TemplateError):
+        render_prompt(ESCAPES["cycler_init_globals"], MESSAGES)
+    assert render_prompt("{{ messages[-1].content }}", MESSAGES[1:]) == "Hello"
+
+
+def test_limits_leave_room_for_long_real_conversations() -> None:
+    qwen3 = (Path(__file__).resolve().parents[1] / "data" / "templates" / "qwen3.jinja").read_text()
+    turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " * 20} for i in range(3001)
+    ]
+    big = "long pasted document " * (MAX_OUTPUT_CHARS // 10)
+    prompt = render_prompt(
+        qwen3, [*turns, {"role": "assistant", "content": "ok"}, {"role": "user", "content": big}]
+    )
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert len(prompt) > MAX_OUTPUT_CHARS
+
+
+def test_legitimate_string_methods_still_work() -> None:
+    source = (
+        "{{ messages[-1].content.strip().lower().startswith('hel') }}|"
+        "{{ ', '.join(['a', 'b']) }}|{{ '{}-{}'.format(1, 2) }}|{{ '%05.1f' % 3.14159 }}|"
+        "{{ 'a</think>b'.split('</think>')[-1] }}|{{ 'x' | center(5) }}|{{ range(3) | list }}"
+    )
+    assert render_prompt(source, MESSAGES[1:]) == "True|a, b|1-2|003.1|b|  x  |[0, 1, 2]"
