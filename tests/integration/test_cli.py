@@ -97,3 +97,25 @@ def test_errors_are_one_line(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") <= 2
+
+
+def test_version(llamadesk_home: Path) -> None:
+    result = run("--version", home=llamadesk_home)
+    assert result.returncode == 0
+    assert result.stdout.startswith("LlamaDesk ") and "llama-cpp-python 0.3." in result.stdout
+    assert "GPU backends:" in result.stdout
+
+
+@pytest.mark.model
+def test_self_test_passes_and_fails_clearly(llamadesk_home: Path, tmp_path: Path) -> None:
+    ok = run("--self-test", home=llamadesk_home)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "[ok] model loads and generates" in ok.stdout and "self-test passed" in ok.stdout
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    failed = run("--self-test", str(bad), home=llamadesk_home)
+    assert failed.returncode == 1
+    assert (
+        "[FAIL] model loads and generates" in failed.stdout
+        and "Traceback" not in failed.stdout + failed.stderr
+    )
