@@ -83,8 +83,8 @@ $(STAMP_TEST): $(STAMP_APP) pyproject.toml
 test: $(STAMP_TEST) $(STAMP_STARTER) lint typecheck pytest
 
 lint: $(STAMP_TEST)
-	$(PY) -m ruff check desktop tests benchmarks
-	$(PY) -m ruff format --check desktop tests benchmarks
+	$(PY) -m ruff check desktop tests benchmarks packaging
+	$(PY) -m ruff format --check desktop tests benchmarks packaging
 
 typecheck: $(STAMP_TEST)
 	$(PY) -m mypy
@@ -100,3 +100,5 @@ screenshots: $(STAMP_TEST) $(STAMP_STARTER)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
+
+include packaging/Makefile.inc

@@ -284,9 +284,10 @@ def self_test(model: str) -> int:
             assert gen.stats is not None
             if gen.stats.error or gen.stats.completion_tokens == 0:
                 raise RuntimeError(gen.stats.error or "the model produced no tokens")
+            elapsed = time.perf_counter() - started
             return (
                 f"{engine.info.display_name} on {engine.backend}: {gen.stats.completion_tokens} tokens at "
-                f"{gen.stats.tokens_per_s:.0f} tok/s, {time.perf_counter() - started:.1f} s in all ({text.strip()!r})"
+                f"{gen.stats.tokens_per_s:.0f} tok/s, {elapsed:.1f} s in all ({text.strip()!r})"
             )
         finally:
             engine.unload()
