@@ -1,0 +1,437 @@
+"""Downloads from a local server speaking the Hub's protocol: verify, resume, cancel, fail clearly."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from hub_server import FakeHub, make_gguf
+from llamadesk.hub import (
+    Downloader,
+    DownloadProgress,
+    DownloadQueue,
+    DownloadState,
+    HubCatalog,
+    HubError,
+    ModelLibrary,
+)
+from llamadesk.hub.download import open_part_file
+from llamadesk.paths import Paths
+
+REPO = "test/Tiny-GGUF"
+FILE = "Tiny-Q4_K_M.gguf"
+GATED = "test/Gated-GGUF"
+TOKEN = "hf_downloadSecretToken456"
+STARTER_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def gguf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("served")
+    make_gguf(folder / "tiny.gguf", name="Tiny", data_bytes=1_000_000, seed=11)
+    make_gguf(folder / "p1.gguf", name="Split", data_bytes=400_000, split=(1, 2), seed=12)
+    make_gguf(folder / "p2.gguf", name="Split", data_bytes=400_000, split=(2, 2), seed=13)
+    return folder
+
+
+@pytest.fixture
+def hub(gguf_dir: Path, starter_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as server:
+        server.add_repo(REPO)
+        server.add_file(REPO, FILE, gguf_dir / "tiny.gguf")
+        server.add_file(REPO, "Split-Q8_0-00001-of-00002.gguf", gguf_dir / "p1.gguf")
+        server.add_file(REPO, "Split-Q8_0-00002-of-00002.gguf", gguf_dir / "p2.gguf")
+        server.add_file(REPO, "notes.txt", b"plain file, not in LFS\n", lfs=False)
+        server.add_repo(GATED, gated="auto")
+        server.add_file(GATED, "Gated-Q4_0.gguf", gguf_dir / "tiny.gguf")
+        server.add_repo(STARTER_REPO)
+        server.add_file(STARTER_REPO, STARTER_FILE, starter_model)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+@pytest.fixture
+def downloader(hub: FakeHub, paths: Paths) -> Downloader:
+    return Downloader(paths.models_dir, endpoint=hub.url, retries=3, backoff=(0.01, 0.02))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Recorder:
+    """Collects progress snapshots; ``reached(n)`` is set once ``n`` bytes are done."""
+
+    def __init__(self, threshold: int = 0) -> None:
+        self.items: list[DownloadProgress] = []
+        self.threshold = threshold
+        self.reached = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, progress: DownloadProgress) -> None:
+        with self.lock:
+            self.items.append(progress)
+        if self.threshold and progress.done >= self.threshold:
+            self.reached.set()
+
+    @property
+    def states(self) -> list[DownloadState]:
+        return [p.state for p in self.items]
+
+
+def test_download_is_verified_recorded_and_listed(hub: FakeHub, downloader: Downloader, paths: Paths) -> None:
+    served = hub.repos[REPO].files[FILE]
+    recorder = Recorder()
+    path = downloader.download(REPO, FILE, progress=recorder)
+    assert path == paths.models_dir / "test__Tiny-GGUF" / FILE
+    assert sha256_of(path) == served.sha256
+    assert not list(path.parent.glob("*.part"))
+    sidecar = json.loads(path.with_name(FILE + ".source.json").read_text())
+    assert sidecar["repo_id"] == REPO and sidecar["sha256"] == served.sha256
+    assert sidecar["commit"] == hub.repos[REPO].sha and sidecar["revision"] == "main"
+    done = [p.done for p in recorder.items]
+    assert done == sorted(done) and recorder.items[-1].done == recorder.items[-1].total == served.size
+    assert recorder.states[-1] is DownloadState.DONE and DownloadState.DOWNLOADING in recorder.states
+    # The file request is pinned to the commit and follows the Hub's redirect to the CDN.
+    gets = hub.file_requests(FILE)
+    assert any(hub.repos[REPO].sha in r.path for r in gets)
+    assert any("/__cdn/" in r.path for r in gets)
+
+    entry = next(e for e in ModelLibrary(paths).list() if e.source == "downloaded")
+    assert (entry.path, entry.repo_id, entry.state, entry.size) == (path, REPO, "ok", served.size)
+    assert entry.info is not None and entry.info.name == "Tiny" and entry.loadable
+
+    # Asking again finds the verified file and does not download it a second time.
+    hub.clear_requests()
+    assert downloader.download(REPO, FILE) == path
+    assert hub.byte_requests(FILE) == []
+
+
+def test_split_model_downloads_all_parts(hub: FakeHub, downloader: Downloader, paths: Paths) -> None:
+    model = HubCatalog(endpoint=hub.url).files(REPO).find("Split-Q8_0")
+    assert model is not None and model.is_split
+    recorder = Recorder()
+    path = downloader.download(REPO, model, progress=recorder)
+    assert path.name == "Split-Q8_0-00001-of-00002.gguf"
+    for part in model.parts:
+        assert sha256_of(path.parent / part.path) == part.sha256
+    assert recorder.items[-1].total == model.size and recorder.items[-1].parts == 2
+    entries = [e for e in ModelLibrary(paths).list() if e.source == "downloaded"]
+    assert [(e.name, e.size, e.state) for e in entries] == [("Split-Q8_0", model.size, "ok")]
+
+
+def test_split_model_is_all_or_nothing(hub: FakeHub, downloader: Downloader) -> None:
+    second = hub.repos[REPO].files["Split-Q8_0-00002-of-00002.gguf"]
+    hub.faults.status, hub.faults.status_path = 500, f"/__cdn/{REPO}/{second.sha256}"
+    files = ["Split-Q8_0-00001-of-00002.gguf", "Split-Q8_0-00002-of-00002.gguf"]
+    with pytest.raises(HubError, match="server error") as caught:
+        downloader.download(REPO, files)
+    assert caught.value.kind == "server"
+    folder = downloader.repo_dir(REPO)
+    assert not list(folder.glob("*.gguf"))  # the verified first part is not installed alone
+    assert (folder / (files[0] + ".part")).exists()
+    hub.faults.status = None
+    path = downloader.download(REPO, files)
+    assert sorted(p.name for p in folder.glob("*.gguf")) == files and path.name == files[0]
+
+
+def test_dropped_connection_resumes_from_the_byte_it_had(hub: FakeHub, downloader: Downloader) -> None:
+    served = hub.repos[REPO].files[FILE]
+    hub.faults.drop_after = 300_000
+    path = downloader.download(REPO, FILE)
+    assert sha256_of(path) == served.sha256
+    ranges = [r.range for r in hub.byte_requests(FILE)]
+    assert ranges == [None, "bytes=300000-"]  # nothing was fetched twice
+
+
+def _pause_at(downloader: Downloader, hub: FakeHub, at: int) -> Path:
+    """Start a download, let the server stall at ``at`` bytes, pause: leaves a .part of ``at`` bytes."""
+    hub.faults.hold_after = at
+    recorder = Recorder(threshold=at)
+    task = downloader.task(REPO, FILE, progress=recorder)
+    task.start()
+    assert recorder.reached.wait(10)
+    task.pause()
+    assert task.wait(10)
+    assert task.state is DownloadState.PAUSED
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    part = downloader.repo_dir(REPO) / (FILE + ".part")
+    assert part.stat().st_size == at
+    return part
+
+
+def test_resume_after_restart_with_a_new_downloader(
+    hub: FakeHub, downloader: Downloader, paths: Paths
+) -> None:
+    _pause_at(downloader, hub, 400_000)
+    entry = next(e for e in ModelLibrary(paths).list() if e.source == "downloaded")
+    assert entry.state == "partial" and not entry.loadable and entry.repo_id == REPO
+    assert (entry.repo_files, entry.revision) == ((FILE,), "main")  # enough to resume it later
+    hub.clear_requests()
+    recorder = Recorder()
+    fresh = Downloader(paths.models_dir, endpoint=hub.url)
+    path = fresh.download(
+        entry.repo_id, list(entry.repo_files), revision=entry.revision or "main", progress=recorder
+    )
+    assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=400000-"]
+    assert DownloadState.HASHING in recorder.states  # the bytes already on disk were checked first
+    assert sorted(p.name for p in path.parent.iterdir()) == [FILE, FILE + ".source.json"]
+
+
+def test_pause_and_resume_the_same_task(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.hold_after = 250_000
+    recorder = Recorder(threshold=250_000)
+    task = downloader.task(REPO, FILE, progress=recorder)
+    task.start()
+    assert recorder.reached.wait(10)
+    task.pause()
+    assert task.wait(10) and task.state is DownloadState.PAUSED
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    task.start()
+    assert task.wait(10) and task.state is DownloadState.DONE, task.error
+    assert sha256_of(task.path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)][-1] == "bytes=250000-"
+
+
+def test_cancel_stops_a_stalled_download_and_deletes_the_part(hub: FakeHub, downloader: Downloader) -> None:
+    # The server goes silent: only closing the socket can stop the read (no read timeout involved).
+    hub.faults.hold_after = 100_000
+    recorder = Recorder(threshold=100_000)
+    task = downloader.task(REPO, FILE, progress=recorder)
+    task.start()
+    assert recorder.reached.wait(10)
+    task.cancel()
+    assert task.wait(10)
+    assert task.state is DownloadState.CANCELLED and recorder.states[-1] is DownloadState.CANCELLED
+    assert not (downloader.repo_dir(REPO) / (FILE + ".part")).exists()
+    assert not (downloader.repo_dir(REPO) / FILE).exists()
+
+
+def test_checksum_mismatch_deletes_the_file(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.corrupt = True
+    with pytest.raises(HubError, match="SHA-256") as caught:
+        downloader.download(REPO, FILE)
+    assert caught.value.kind == "checksum" and "download it again" in str(caught.value)
+    assert not list(downloader.repo_dir(REPO).glob(FILE + "*"))
+
+
+def test_missing_file_and_repo(hub: FakeHub, downloader: Downloader) -> None:
+    with pytest.raises(HubError, match=r"no file named nope\.gguf") as caught:
+        downloader.download(REPO, "nope.gguf")
+    assert caught.value.kind == "not_found"
+    with pytest.raises(HubError, match="no model test/Missing-GGUF") as caught:
+        downloader.download("test/Missing-GGUF", FILE)
+    assert caught.value.kind == "not_found"
+
+
+def test_gated_repo_needs_a_token_and_the_license(
+    hub: FakeHub, paths: Paths, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    anonymous = Downloader(paths.models_dir, endpoint=hub.url)
+    with pytest.raises(HubError) as caught:
+        anonymous.download(GATED, "Gated-Q4_0.gguf")
+    message = str(caught.value)
+    assert caught.value.kind == "gated" and f"{hub.url}/{GATED}" in message
+    assert "license" in message and "token" in message
+
+    hub.valid_tokens.add(TOKEN)  # a valid token whose owner has not accepted the license yet
+    with_token = Downloader(paths.models_dir, endpoint=hub.url, token=TOKEN)
+    with pytest.raises(HubError, match="accept the model's license") as caught:
+        with_token.download(GATED, "Gated-Q4_0.gguf")
+    assert caught.value.kind == "gated"
+
+    hub.grant(TOKEN, GATED)
+    path = with_token.download(GATED, "Gated-Q4_0.gguf")
+    assert sha256_of(path) == hub.repos[GATED].files["Gated-Q4_0.gguf"].sha256
+    resolve = [r for r in hub.file_requests("Gated-Q4_0.gguf") if "/resolve/" in r.path]
+    cdn = [r for r in hub.file_requests("Gated-Q4_0.gguf") if "/__cdn/" in r.path]
+    assert resolve and all(r.authorized for r in resolve)
+    assert cdn and not any(r.authorized for r in cdn)  # the token never leaves the Hub's origin
+    assert TOKEN not in caplog.text and TOKEN not in message and TOKEN not in repr(with_token)
+
+
+def test_invalid_token_is_refused(hub: FakeHub, paths: Paths) -> None:
+    bad = Downloader(paths.models_dir, endpoint=hub.url, token="hf_notValid")
+    with pytest.raises(HubError, match="refused your access token") as caught:
+        bad.download(REPO, FILE)
+    assert caught.value.kind == "auth" and "hf_notValid" not in str(caught.value)
+
+
+def test_server_errors_are_retried_then_reported(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.status, hub.faults.status_path = 500, "/__cdn/"
+    with pytest.raises(HubError, match="server error") as caught:
+        downloader.download(REPO, FILE)
+    assert caught.value.kind == "server"
+    assert len(hub.byte_requests(FILE)) == 1 + downloader.retries
+    # A passing hiccup is ridden out.
+    hub.clear_requests()
+    hub.faults.status_times = 2
+    assert downloader.download(REPO, FILE).exists()
+
+
+def test_rate_limit_on_the_file(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.status, hub.faults.status_path, hub.faults.retry_after = 429, f"/{REPO}/resolve/", 30
+    with pytest.raises(HubError, match="try again in 30 seconds") as caught:
+        downloader.download(REPO, FILE)
+    assert caught.value.retry_after == 30
+
+
+def test_offline(paths: Paths) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    offline = Downloader(paths.models_dir, endpoint=f"http://127.0.0.1:{port}")
+    with pytest.raises(HubError, match="Can't reach the Hugging Face Hub") as caught:
+        offline.download(REPO, FILE)
+    assert caught.value.kind == "offline"
+
+
+def test_not_enough_disk_space_before_starting(hub: FakeHub, paths: Paths) -> None:
+    cramped = Downloader(paths.models_dir, endpoint=hub.url, free_space=lambda path: 250_000)
+    with pytest.raises(HubError, match=r"Not enough space: needs 1\.0 MB, have 250 KB") as caught:
+        cramped.download(REPO, FILE)
+    assert caught.value.kind == "disk"
+    assert hub.byte_requests(FILE) == []  # nothing was fetched
+
+
+class FillingDisk:
+    """A part-file opener whose disk fills up after ``room`` bytes (ENOSPC)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def __call__(self, path: Path, offset: int) -> BinaryIO:
+        handle = open_part_file(path, offset)
+        opener = self
+
+        class Full:
+            def write(self, data: bytes) -> int:
+                if len(data) > opener.room:
+                    handle.write(data[: opener.room])
+                    opener.room = 0
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                opener.room -= len(data)
+                return handle.write(data)
+
+            def __enter__(self) -> Full:
+                return self
+
+            def __exit__(self, *exc: Any) -> None:
+                handle.close()
+
+        return Full()  # type: ignore[return-value]
+
+
+def test_disk_filling_up_keeps_the_part_for_resume(hub: FakeHub, paths: Paths) -> None:
+    full = Downloader(
+        paths.models_dir, endpoint=hub.url, open_part=FillingDisk(300_000), free_space=lambda path: 10**12
+    )
+    with pytest.raises(HubError, match=r"Not enough space: needs .* more") as caught:
+        full.download(REPO, FILE)
+    assert caught.value.kind == "disk" and "resume" in str(caught.value)
+    part = full.repo_dir(REPO) / (FILE + ".part")
+    assert part.stat().st_size == 300_000
+    hub.clear_requests()
+    path = Downloader(paths.models_dir, endpoint=hub.url).download(REPO, FILE)
+    assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=300000-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(hub: FakeHub, downloader: Downloader) -> None:
+    _pause_at(downloader, hub, 200_000)
+    hub.clear_requests()
+    hub.faults.ignore_range = True
+    path = downloader.download(REPO, FILE)
+    assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=200000-"]  # asked, got 200, used it
+
+
+def test_non_lfs_file_downloads(hub: FakeHub, downloader: Downloader) -> None:
+    path = downloader.download(REPO, "notes.txt")
+    assert path.read_bytes() == b"plain file, not in LFS\n"
+
+
+def test_queue_runs_a_limited_number_at_once(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.throttle = 4_000_000  # bytes per second: long enough for downloads to overlap
+    for n in range(3):
+        hub.add_file(REPO, f"copy{n}-Q4_0.gguf", hub.repos[REPO].files[FILE].source)
+    running: set[str] = set()
+    most = 0
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def on_progress(task: Any, progress: DownloadProgress) -> None:
+        nonlocal most
+        with lock:
+            if progress.state is DownloadState.DOWNLOADING:
+                running.add(task.id)
+                most = max(most, len(running))
+            elif progress.state.finished:
+                running.discard(task.id)
+
+    def on_finished(task: Any) -> None:
+        with lock:
+            finished.append(task.state.value)
+
+    queue = DownloadQueue(downloader, max_parallel=2, on_progress=on_progress, on_finished=on_finished)
+    tasks = [queue.add(REPO, f"copy{n}-Q4_0.gguf") for n in range(3)]
+    assert queue.add(REPO, "copy0-Q4_0.gguf") is tasks[0]  # the same file is not queued twice
+    assert queue.wait_idle(60)
+    assert [t.state for t in tasks] == [DownloadState.DONE] * 3
+    assert finished == ["done"] * 3 and 1 <= most <= 2
+    queue.shutdown()
+
+
+def test_queue_pause_resume_cancel_and_shutdown(hub: FakeHub, downloader: Downloader) -> None:
+    hub.faults.hold_after = 100_000
+    reached = threading.Event()
+    queue = DownloadQueue(
+        downloader,
+        max_parallel=1,
+        on_progress=lambda task, p: reached.set() if p.done >= 100_000 else None,
+    )
+    first = queue.add(REPO, FILE)
+    second = queue.add(REPO, "notes.txt")
+    assert reached.wait(10)
+    assert second.state is DownloadState.QUEUED  # one at a time
+    queue.pause(first)
+    assert first.wait(10) and first.state is DownloadState.PAUSED
+    assert queue.wait_idle(10) and second.state is DownloadState.DONE  # the next one ran
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    queue.resume(first)
+    assert queue.wait_idle(10) and first.state is DownloadState.DONE
+    third = queue.add(REPO, "Split-Q8_0-00001-of-00002.gguf")
+    queue.cancel(third)
+    assert third.wait(10) and third.state is DownloadState.CANCELLED
+    queue.shutdown()
+    with pytest.raises(HubError):
+        queue.add(REPO, "notes.txt")
+
+
+@pytest.mark.model
+def test_downloaded_model_loads_in_llama_cpp(hub: FakeHub, downloader: Downloader, paths: Paths) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    path = downloader.download(STARTER_REPO, STARTER_FILE)
+    entry = ModelLibrary(paths).find(str(path))
+    assert entry is not None and entry.source == "downloaded" and entry.loadable
+    llm = llama_cpp.Llama(str(path), n_ctx=256, verbose=False)
+    try:
+        assert llm.n_ctx() == 256
+        assert llm.tokenize(b"Hello")
+    finally:
+        llm.close()
