@@ -1,0 +1,97 @@
+"""The composition root: builds settings, store, library and inference, and wires the window.
+
+Nothing heavy is imported here at module level (llama.cpp loads only with the first
+model), so the window appears quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .paths import APP_NAME, get_paths
+
+if TYPE_CHECKING:
+    from .ui.main_window import Library, MainWindow
+
+log = logging.getLogger(__name__)
+
+
+def create_main_window(home: Path | None = None) -> MainWindow:
+    """Build the fully wired window for ``home`` (default: LLAMADESK_HOME or the platform folders).
+
+    Needs a QApplication already; the window is not shown. The model list is read in the
+    background; then the last model starts loading.
+    """
+    from PySide6.QtCore import QTimer
+
+    from .chat.store import ConversationStore, StoreError
+    from .settings import SettingsStore
+    from .ui.inference import InferenceController
+    from .ui.main_window import MainWindow
+
+    paths = get_paths(home).ensure()
+    settings_store = SettingsStore(paths.settings_file)
+    settings = settings_store.load()
+    warnings = [settings_store.warning] if settings_store.warning else []
+    try:
+        store = ConversationStore(paths.database_file)
+    except StoreError as exc:  # e.g. a read-only folder: keep going with a throwaway database
+        warnings.append(f"{exc}. Conversations are not saved in this session.")
+        store = ConversationStore(paths.cache_dir / "conversations-fallback.sqlite3")
+    if store.warning:
+        warnings.append(store.warning)
+    if store.interrupted_count:
+        warnings.append(
+            f"{store.interrupted_count} reply(ies) were cut short when LlamaDesk last closed; they are kept "
+            "and marked as interrupted."
+        )
+    models_dir = Path(settings.app.models_dir).expanduser() if settings.app.models_dir else None
+
+    def make_library() -> Library:
+        from .hub.library import ModelLibrary  # imports huggingface_hub: not before the window shows
+
+        return ModelLibrary(paths, models_dir=models_dir)
+
+    controller = InferenceController()
+    try:
+        window = MainWindow(
+            paths=paths,
+            settings_store=settings_store,
+            settings=settings,
+            store=store,
+            library_factory=make_library,
+            controller=controller,
+        )
+    except BaseException:
+        controller.shutdown()
+        store.close()
+        raise
+    controller.setParent(window)
+    window.apply_appearance()
+    if warnings:
+        window.banner.show_message(" ".join(warnings), "warning")
+    # Started from the event loop so the scan's imports don't compete with the first paint.
+    QTimer.singleShot(0, window.start_library_scan)
+    return window
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Create the application, show the window and run until it closes."""
+    from PySide6.QtWidgets import QApplication
+
+    from .ui.resources import icon
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
+    assert isinstance(app, QApplication)
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("io.github.llamadesk.LlamaDesk")
+    app.setWindowIcon(icon("llamadesk"))
+    window = create_main_window()
+    window.show()
+    return app.exec()

@@ -1,0 +1,141 @@
+"""The message box under the chat, with Send, Stop and Regenerate.
+
+Enter sends, Shift+Enter starts a new line, Esc stops. Send and Stop are never both enabled.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from .resources import icon
+
+
+class _Editor(QPlainTextEdit):
+    """Plain text editor that turns Enter into "send" and Esc into "stop"."""
+
+    submitted = Signal()
+    escapePressed = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        mods = event.modifiers()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            mods & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.AltModifier)
+        ):
+            self.submitted.emit()
+            return
+        if key == Qt.Key.Key_Escape:
+            self.escapePressed.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class Composer(QWidget):
+    """Where the user writes.
+
+    Signals:
+        sendRequested(str): the user sent this text (the box is cleared by the window once stored).
+        stopRequested: stop the reply being generated.
+        regenerateRequested: write the last reply again.
+        draftChanged: the text changed (the window saves drafts).
+    """
+
+    sendRequested = Signal(str)
+    stopRequested = Signal()
+    regenerateRequested = Signal()
+    draftChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._busy = False
+        self._ready = False
+        self._can_regenerate = False
+        self.editor = _Editor(self)
+        self.editor.setObjectName("composer")
+        self.editor.setAccessibleName("composer")
+        self.editor.setAccessibleDescription("Write a message. Enter sends, Shift+Enter starts a new line.")
+        self.editor.setPlaceholderText("Message the model — Enter to send, Shift+Enter for a new line")
+        self.editor.setTabChangesFocus(True)
+        self.editor.setMinimumHeight(56)
+        self.editor.setMaximumHeight(110)
+        self.editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.editor.submitted.connect(self.submit)
+        self.editor.escapePressed.connect(self._escape)
+        self.editor.textChanged.connect(self._update)
+        self.editor.textChanged.connect(self.draftChanged)
+
+        self.send_button = self._button("Send", "send", "sendButton", "Send the message (Enter)")
+        self.send_button.clicked.connect(self.submit)
+        self.stop_button = self._button("Stop", "stop", "stopButton", "Stop the reply (Esc)")
+        self.stop_button.clicked.connect(self.stopRequested)
+        self.regenerate_button = self._button(
+            "Regenerate", "regenerate", "regenerateButton", "Write the last reply again"
+        )
+        self.regenerate_button.clicked.connect(self.regenerateRequested)
+
+        buttons = QVBoxLayout()
+        buttons.setSpacing(4)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.regenerate_button)
+        buttons.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 8)
+        layout.addWidget(self.editor, 1)
+        layout.addLayout(buttons)
+        self._update()
+
+    def _button(self, text: str, icon_name: str, name: str, tip: str) -> QPushButton:
+        button = QPushButton(icon(icon_name), text, self)
+        button.setObjectName(name)
+        button.setAccessibleName(name)
+        button.setToolTip(tip)
+        return button
+
+    # -- state
+
+    def text(self) -> str:
+        return self.editor.toPlainText()
+
+    def set_text(self, text: str) -> None:
+        if text != self.editor.toPlainText():
+            self.editor.setPlainText(text)
+            cursor = self.editor.textCursor()
+            cursor.movePosition(cursor.MoveOperation.End)
+            self.editor.setTextCursor(cursor)
+
+    def clear(self) -> None:
+        self.editor.clear()
+
+    def set_busy(self, busy: bool) -> None:
+        """A reply is being generated (or a model loading): Stop instead of Send."""
+        self._busy = busy
+        self._update()
+
+    def set_ready(self, ready: bool) -> None:
+        """A model is loaded, so sending makes sense."""
+        self._ready = ready
+        self._update()
+
+    def set_can_regenerate(self, can: bool) -> None:
+        self._can_regenerate = can
+        self._update()
+
+    def _update(self) -> None:
+        has_text = bool(self.editor.toPlainText().strip())
+        self.send_button.setEnabled(self._ready and not self._busy and has_text)
+        self.stop_button.setEnabled(self._busy)
+        self.regenerate_button.setEnabled(self._ready and not self._busy and self._can_regenerate)
+
+    # -- actions
+
+    def submit(self) -> None:
+        if not self.send_button.isEnabled():
+            return
+        self.sendRequested.emit(self.editor.toPlainText().strip())
+
+    def _escape(self) -> None:
+        if self._busy:
+            self.stopRequested.emit()

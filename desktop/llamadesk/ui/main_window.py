@@ -1,0 +1,1222 @@
+"""The main window: wires the sidebar, chat view, composer, model picker and status bar.
+
+Each part owns its behaviour; this class only connects them to the conversation store,
+the settings and the inference controller, and keeps window state across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QInputDialog,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..chat.store import ConversationStore, Message, StoreError, StreamingReply
+from ..errors import LlamaDeskError
+from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
+from ..settings import (
+    GenerationSettings,
+    Settings,
+    SettingsError,
+    SettingsStore,
+    load_token,
+    save_token,
+    validated_update,
+)
+from .banner import Banner
+from .chat_view import ChatView
+from .composer import Composer
+from .empty_state import EmptyState
+from .inference import InferenceController, LoadedModel
+from .model_picker import LoadProgress, ModelEntry, ModelPicker
+from .resources import icon
+from .sidebar import Sidebar
+from .status_bar import StatusBar
+from .theme import apply_theme
+
+if TYPE_CHECKING:
+    from .preferences import PreferencesDialog
+
+log = logging.getLogger(__name__)
+
+GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
+
+
+class LibraryEntry(Protocol):
+    """What the window reads from a library model (``hub.library.LibraryModel``)."""
+
+    key: str
+    name: str
+    path: Path
+    size: int
+    source: str
+    state: str
+    info: Any
+    message: str
+
+
+class Library(Protocol):
+    """The local model library (``hub.library.ModelLibrary``)."""
+
+    def list(self) -> list[Any]: ...
+
+    def find(self, name_or_path: str) -> Any: ...
+
+    def import_model(self, path: str | Path, *, copy: bool = False) -> Any: ...
+
+
+class MainWindow(QMainWindow):
+    """LlamaDesk's one window.
+
+    Signals:
+        browseModelsRequested: the user asked for the Hub model browser.
+    """
+
+    browseModelsRequested = Signal()
+    _libraryScanned = Signal(object, object)
+
+    def __init__(
+        self,
+        *,
+        paths: Paths,
+        settings_store: SettingsStore,
+        settings: Settings,
+        store: ConversationStore,
+        library_factory: Callable[[], Library],
+        controller: InferenceController,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("LlamaDesk")
+        self.setWindowIcon(icon("llamadesk"))
+        self.paths = paths
+        self.settings_store = settings_store
+        self.settings = settings
+        self.store = store
+        self._library_factory = library_factory
+        self._library: Library | None = None
+        self._scan_thread: threading.Thread | None = None
+        self.controller = controller
+        self.window_state = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
+        self.preferences_dialog: PreferencesDialog | None = None
+        self.dark = False
+
+        self._conversation_id: int | None = None
+        self._reply: StreamingReply | None = None
+        self._reply_ids: list[int | None] = []
+        self._reply_failed_store = False
+        self._loading_path: Path | None = None
+        self._closed = False
+
+        self._build_ui()
+        self._build_menus()
+        self._connect()
+        self._restore_state()
+        self._update_state()
+
+    # ------------------------------------------------------------------ building
+
+    def _build_ui(self) -> None:
+        self.sidebar = Sidebar(self.store, self)
+        self.banner = Banner(self)
+
+        self.system_prompt_toggle = QToolButton(self)
+        self.system_prompt_toggle.setObjectName("systemPromptToggle")
+        self.system_prompt_toggle.setCheckable(True)
+        self.system_prompt_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.system_prompt_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.system_prompt_toggle.setText("System prompt")
+        self.system_prompt_toggle.setAutoRaise(True)
+        self.system_prompt_toggle.toggled.connect(self._toggle_system_prompt)
+        self.system_prompt_edit = QPlainTextEdit(self)
+        self.system_prompt_edit.setObjectName("systemPromptEdit")
+        self.system_prompt_edit.setAccessibleName("systemPromptEdit")
+        self.system_prompt_edit.setPlaceholderText("Instructions for the model in this conversation")
+        self.system_prompt_edit.setMaximumHeight(90)
+        self.system_prompt_edit.setTabChangesFocus(True)
+        self.system_prompt_edit.hide()
+        self._system_prompt_timer = QTimer(self)
+        self._system_prompt_timer.setSingleShot(True)
+        self._system_prompt_timer.setInterval(500)
+        self._system_prompt_timer.timeout.connect(self.save_system_prompt)
+
+        self.chat_view = ChatView(self)
+        self.chat_view.setObjectName("chatView")
+        self.chat_view.setAccessibleName("chatView")
+        self.empty_state = EmptyState(has_starter=starter_model_path() is not None, parent=self)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.empty_state)
+        self.stack.addWidget(self.chat_view)
+        self.composer = Composer(self)
+
+        right = QWidget(self)
+        layout = QVBoxLayout(right)
+        layout.setContentsMargins(0, 6, 6, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.system_prompt_toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.system_prompt_edit)
+        layout.addWidget(self.stack, 1)
+        layout.addWidget(self.composer)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(self.sidebar)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([260, 740])
+        self.setCentralWidget(self.splitter)
+
+        self.toolbar = QToolBar("Main toolbar", self)
+        self.toolbar.setObjectName("mainToolbar")
+        self.toolbar.setMovable(False)
+        self.model_picker = ModelPicker(self)
+        self.load_progress = LoadProgress(self)
+        self.addToolBar(self.toolbar)
+
+        self.status = StatusBar(self)
+        self.setStatusBar(self.status)
+        self.resize(1100, 720)
+
+    def _action(
+        self, text: str, slot: Any, shortcuts: list[QKeySequence] | None = None, *, icon_name: str = ""
+    ) -> QAction:
+        action = QAction(text, self)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        if shortcuts:
+            unique: list[QKeySequence] = []
+            for sequence in shortcuts:
+                if not sequence.isEmpty() and sequence not in unique:
+                    unique.append(sequence)
+            action.setShortcuts(unique)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        key = QKeySequence
+        self.new_chat_action = self._action(
+            "&New chat", self.new_chat, [key(key.StandardKey.New), key("Ctrl+N")], icon_name="new-chat"
+        )
+        self.open_model_action = self._action(
+            "&Open model file…", self.ask_open_model_file, [key("Ctrl+O")], icon_name="model"
+        )
+        self.export_action = self._action("&Export conversation as Markdown…", self.ask_export_conversation)
+        self.preferences_action = self._action(
+            "&Preferences…",
+            self.open_preferences,
+            [key(key.StandardKey.Preferences), key("Ctrl+,")],
+            icon_name="settings",
+        )
+        self.preferences_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.quit_action = self._action("&Quit", self.close, [key(key.StandardKey.Quit), key("Ctrl+Q")])
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+
+        self.find_action = self._action(
+            "&Search conversations", self.sidebar.focus_search, [key("Ctrl+F")], icon_name="search"
+        )
+        self.copy_reply_action = self._action(
+            "&Copy last reply", self.copy_last_reply, [key("Ctrl+Shift+C")], icon_name="copy"
+        )
+        self.focus_composer_action = self._action("&Focus message box", self.focus_composer, [key("Ctrl+L")])
+        self.rename_action = self._action(
+            "&Rename conversation", self._rename_current, [key("F2")], icon_name="edit"
+        )
+        self.pin_action = self._action("&Pin or unpin conversation", self._toggle_pin_current)
+        self.delete_action = self._action("&Delete conversation…", self._delete_current)
+
+        self.sidebar_action = self._action("Show &sidebar", self._toggle_sidebar, [key("Ctrl+B")])
+        self.sidebar_action.setCheckable(True)
+        self.sidebar_action.setChecked(True)
+        self.system_prompt_action = self._action(
+            "Show system &prompt", lambda: self.system_prompt_toggle.toggle(), [key("Ctrl+Shift+P")]
+        )
+        self.theme_group = QActionGroup(self)
+        self.theme_actions: dict[str, QAction] = {}
+        for theme, label in (("system", "Follow the &system"), ("light", "&Light"), ("dark", "&Dark")):
+            action = QAction(label, self)
+            action.setCheckable(True)
+            action.setData(theme)
+            action.triggered.connect(lambda _checked=False, t=theme: self.set_theme(t))
+            self.theme_group.addAction(action)
+            self.theme_actions[theme] = action
+
+        self.choose_model_action = self._action(
+            "&Choose model…", self._show_model_list, [key("Ctrl+M")], icon_name="model"
+        )
+        self.reload_action = self._action("&Reload model", self.reload_model)
+        self.unload_action = self._action("&Unload model", self.unload_model)
+        self.stop_action = self._action("&Stop generating", self.stop, [key("Esc")], icon_name="stop")
+        self.regenerate_action = self._action(
+            "Re&generate last reply", self.regenerate, [key("Ctrl+R")], icon_name="regenerate"
+        )
+        self.browse_action = self._action(
+            "&Browse models…", self.browseModelsRequested.emit, icon_name="download"
+        )
+        self.about_action = self._action("&About LlamaDesk", self.show_about)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for action in (self.new_chat_action, self.open_model_action, self.export_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.preferences_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = bar.addMenu("&Edit")
+        for action in (self.copy_reply_action, self.find_action, self.focus_composer_action):
+            edit_menu.addAction(action)
+        edit_menu.addSeparator()
+        for action in (self.rename_action, self.pin_action, self.delete_action):
+            edit_menu.addAction(action)
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.sidebar_action)
+        view_menu.addAction(self.system_prompt_action)
+        theme_menu = view_menu.addMenu("&Theme")
+        for action in self.theme_actions.values():
+            theme_menu.addAction(action)
+        model_menu = bar.addMenu("&Model")
+        for action in (self.choose_model_action, self.open_model_action, self.browse_action):
+            model_menu.addAction(action)
+        model_menu.addSeparator()
+        for action in (self.reload_action, self.unload_action):
+            model_menu.addAction(action)
+        model_menu.addSeparator()
+        model_menu.addAction(self.stop_action)
+        model_menu.addAction(self.regenerate_action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+        self.toolbar.addAction(self.new_chat_action)
+        self.toolbar.addSeparator()
+        self.toolbar.addWidget(self.model_picker)
+        self.toolbar.addWidget(self.load_progress)
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(self.preferences_action)
+
+    def _connect(self) -> None:
+        self.sidebar.conversationSelected.connect(self.open_conversation)
+        self.sidebar.newChatRequested.connect(self.new_chat)
+        self.sidebar.conversationDeleted.connect(self._on_conversation_deleted)
+        self.sidebar.storeFailed.connect(self.show_error)
+
+        self.composer.sendRequested.connect(self.send)
+        self.composer.stopRequested.connect(self.stop)
+        self.composer.regenerateRequested.connect(self.regenerate)
+        self.composer.draftChanged.connect(self._save_draft)
+        self.system_prompt_edit.textChanged.connect(self._system_prompt_timer.start)
+
+        self.chat_view.editRequested.connect(self.ask_edit_message)
+        self.chat_view.regenerateRequested.connect(self.regenerate_message)
+        self.chat_view.branchStepRequested.connect(self.step_branch)
+
+        self.empty_state.starterRequested.connect(self.use_starter_model)
+        self.empty_state.openFileRequested.connect(self.ask_open_model_file)
+        self.empty_state.browseRequested.connect(self.browseModelsRequested)
+
+        self.model_picker.modelChosen.connect(lambda path: self.load_model(Path(path)))
+        self.model_picker.openFileRequested.connect(self.ask_open_model_file)
+        self.load_progress.cancelRequested.connect(self.controller.cancel_load)
+
+        self._libraryScanned.connect(self._on_library_scanned)
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_system_scheme_changed)
+
+        c = self.controller
+        c.modelLoading.connect(self._on_model_loading)
+        c.loadProgress.connect(self.load_progress.set_progress)
+        c.modelLoaded.connect(self._on_model_loaded)
+        c.modelLoadFailed.connect(self._on_model_load_failed)
+        c.modelUnloaded.connect(self._on_model_unloaded)
+        c.contextPrepared.connect(self._on_context_prepared)
+        c.tokenReceived.connect(self._on_token)
+        c.generationFinished.connect(self._on_generation_finished)
+        c.generationFailed.connect(self._on_generation_failed)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self._conversation_id
+
+    @property
+    def generating(self) -> bool:
+        return self._reply is not None
+
+    def _update_state(self) -> None:
+        loaded = self.controller.loaded is not None
+        loading = self._loading_path is not None
+        busy = self.generating or loading
+        self.composer.set_ready(loaded and not loading)
+        self.composer.set_busy(self.generating)
+        self.composer.set_can_regenerate(self._last_assistant() is not None)
+        self.model_picker.setEnabled(not busy)
+        self.stop_action.setEnabled(busy)
+        self.regenerate_action.setEnabled(loaded and not busy and self._last_assistant() is not None)
+        self.reload_action.setEnabled(loaded and not busy)
+        self.unload_action.setEnabled(loaded and not busy)
+        has_conversation = self._conversation_id is not None
+        for action in (self.rename_action, self.pin_action, self.delete_action, self.export_action):
+            action.setEnabled(has_conversation)
+        show_empty = not has_conversation and not loaded and not loading
+        self.stack.setCurrentWidget(self.empty_state if show_empty else self.chat_view)
+
+    def _last_assistant(self) -> Message | None:
+        if self._conversation_id is None:
+            return None
+        try:
+            path = self.store.active_path(self._conversation_id)
+        except StoreError:
+            return None
+        return next((m for m in reversed(path) if m.role == "assistant"), None)
+
+    def show_error(self, message: str, next_step: str = "") -> None:
+        """Show a problem in the banner (never a modal dialog), with what to do next."""
+        text = f"{message.rstrip('.')}. {next_step}" if next_step else message
+        self.banner.show_message(text, "error")
+
+    def show_info(self, message: str) -> None:
+        self.banner.show_message(message, "info")
+
+    # ------------------------------------------------------------------ conversations
+
+    def new_chat(self) -> None:
+        """Start a new conversation (stored when the first message is sent)."""
+        if self.generating:
+            self.show_info("Wait for the reply to finish, or stop it, before starting a new chat.")
+            return
+        self._flush_system_prompt()
+        self._switch_to(None)
+        self.focus_composer()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        """Show a stored conversation."""
+        if conversation_id == self._conversation_id:
+            return
+        if self.generating:
+            self.sidebar.select(self._conversation_id)
+            self.show_info("Stop the reply being written before switching conversations.")
+            return
+        self._flush_system_prompt()
+        self._switch_to(conversation_id)
+
+    def _switch_to(self, conversation_id: int | None) -> None:
+        self._save_draft()
+        if conversation_id is not None:
+            try:
+                self.store.get_conversation(conversation_id)
+            except StoreError as exc:
+                self.show_error(str(exc))
+                conversation_id = None
+        self._conversation_id = conversation_id
+        self.sidebar.select(conversation_id)
+        self.window_state.setValue("conversation/current", conversation_id or 0)
+        self._load_system_prompt()
+        self.refresh_chat()
+        self.composer.blockSignals(True)
+        self.composer.set_text(str(self.window_state.value(self._draft_key(), "") or ""))
+        self.composer.blockSignals(False)
+        self._update_state()
+
+    def refresh_chat(self) -> None:
+        """Show the active branch of the open conversation."""
+        messages: list[Message] = []
+        if self._conversation_id is not None:
+            try:
+                messages = self.store.active_path(self._conversation_id)
+            except StoreError as exc:
+                self.show_error(str(exc))
+        self.chat_view.set_messages(list(messages))
+        self.chat_view.set_excluded(set())
+        last = next((m for m in reversed(messages) if m.role == "assistant"), None)
+        self.status.set_stats(last.stats if last is not None else None)
+
+    def _on_conversation_deleted(self, conversation_id: int) -> None:
+        self.window_state.remove(f"drafts/{conversation_id}")
+        if conversation_id == self._conversation_id or self._conversation_id is None:
+            self._conversation_id = None
+            self._switch_to(None)
+
+    def _current_title(self) -> str:
+        if self._conversation_id is None:
+            return ""
+        try:
+            return self.store.get_conversation(self._conversation_id).title
+        except StoreError:
+            return ""
+
+    def _rename_current(self) -> None:
+        if self._conversation_id is None:
+            return
+        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=self._current_title())
+        if ok:
+            self.sidebar.rename(self._conversation_id, title)
+
+    def _toggle_pin_current(self) -> None:
+        if self._conversation_id is None:
+            return
+        try:
+            pinned = self.store.get_conversation(self._conversation_id).pinned
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        self.sidebar.set_pinned(self._conversation_id, not pinned)
+
+    def _delete_current(self) -> None:
+        if self._conversation_id is not None and not self.generating:
+            self.sidebar.confirm_delete(self._conversation_id)
+
+    def ask_export_conversation(self) -> None:
+        if self._conversation_id is None:
+            return
+        name = (self._current_title() or "conversation").replace("/", "-")
+        target, _ = QFileDialog.getSaveFileName(self, "Export conversation", f"{name}.md", "Markdown (*.md)")
+        if target:
+            self.export_conversation(self._conversation_id, Path(target))
+
+    def export_conversation(self, conversation_id: int, target: Path) -> None:
+        try:
+            target.write_text(self.store.export_markdown(conversation_id), encoding="utf-8")
+        except (StoreError, OSError) as exc:
+            self.show_error(
+                f"Could not export the conversation: {exc}", "Choose another folder and try again."
+            )
+            return
+        self.show_info(f"Saved {target.name}.")
+
+    # ------------------------------------------------------------------ system prompt
+
+    def _toggle_system_prompt(self, shown: bool) -> None:
+        self.system_prompt_edit.setVisible(shown)
+        self.system_prompt_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        if shown:
+            self.system_prompt_edit.setFocus()
+
+    def _load_system_prompt(self) -> None:
+        prompt = self.settings.app.default_system_prompt
+        if self._conversation_id is not None:
+            try:
+                prompt = self.store.get_conversation(self._conversation_id).system_prompt or ""
+            except StoreError:
+                pass
+        self.system_prompt_edit.blockSignals(True)
+        self.system_prompt_edit.setPlainText(prompt)
+        self.system_prompt_edit.blockSignals(False)
+        self._system_prompt_timer.stop()
+
+    def _flush_system_prompt(self) -> None:
+        if self._system_prompt_timer.isActive():
+            self._system_prompt_timer.stop()
+            self.save_system_prompt()
+
+    def save_system_prompt(self) -> None:
+        """Store the system prompt edit's text with the open conversation."""
+        if self._conversation_id is None or self._closed:
+            return
+        try:
+            self.store.update_conversation(
+                self._conversation_id, system_prompt=self.system_prompt_edit.toPlainText()
+            )
+        except StoreError as exc:
+            self.show_error(str(exc))
+
+    # ------------------------------------------------------------------ drafts
+
+    def _draft_key(self) -> str:
+        return f"drafts/{self._conversation_id or 'new'}"
+
+    def _save_draft(self) -> None:
+        if self._closed:
+            return
+        text = self.composer.text()
+        if text:
+            self.window_state.setValue(self._draft_key(), text)
+        else:
+            self.window_state.remove(self._draft_key())
+
+    def focus_composer(self) -> None:
+        self.composer.editor.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    # ------------------------------------------------------------------ sending and replies
+
+    def send(self, text: str) -> None:
+        """Store the user's message and ask the model for a reply."""
+        text = text.strip()
+        if not text or self.generating:
+            return
+        if self.controller.loaded is None:
+            self.show_error(
+                "No model is loaded", "Choose a model in the toolbar first; your message is kept."
+            )
+            return
+        self._flush_system_prompt()
+        try:
+            if self._conversation_id is None:
+                conversation = self.store.create_conversation(
+                    system_prompt=self.system_prompt_edit.toPlainText(), model=self._model_name()
+                )
+                self.window_state.remove(self._draft_key())
+                self._conversation_id = conversation.id
+                self.window_state.setValue("conversation/current", conversation.id)
+            self.store.add_message(self._conversation_id, "user", text)
+        except StoreError as exc:
+            self.show_error(str(exc), "Your message is still in the box.")
+            return
+        self.composer.clear()
+        self.window_state.remove(self._draft_key())
+        self.sidebar.refresh()
+        self.sidebar.select(self._conversation_id)
+        self._start_reply(None)
+
+    def _start_reply(self, parent_id: int | None) -> None:
+        """Generate a reply to the active path (or to the path ending at ``parent_id``)."""
+        assert self._conversation_id is not None
+        try:
+            conversation = self.store.get_conversation(self._conversation_id)
+            if parent_id is not None:
+                path = self._path_to(parent_id)
+            else:
+                path = self.store.active_path(self._conversation_id)
+            reply = self.store.stream_reply(
+                self._conversation_id, parent_id=path[-1].id if path else ..., model=self._model_name()
+            )
+            message = self.store.get_message(reply.message_id)
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        messages: list[dict[str, str]] = []
+        ids: list[int | None] = []
+        if conversation.system_prompt:
+            messages.append({"role": "system", "content": conversation.system_prompt})
+            ids.append(None)
+        for item in path:
+            if item.role in ("user", "assistant") and item.content and item.status != "failed":
+                messages.append({"role": item.role, "content": item.content})
+                ids.append(item.id)
+        self._reply = reply
+        self._reply_ids = ids
+        self._reply_failed_store = False
+        self.chat_view.set_messages(list(path))
+        self.chat_view.set_excluded(set())
+        self.chat_view.begin_stream(message)
+        self._update_state()
+        self.controller.generate(messages, self.generation_settings(conversation.settings_overrides))
+
+    def _path_to(self, message_id: int) -> list[Message]:
+        assert self._conversation_id is not None
+        path = self.store.active_path(self._conversation_id)
+        for index, message in enumerate(path):
+            if message.id == message_id:
+                return path[: index + 1]
+        return path
+
+    def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
+        """The loaded model's preset if it has one, else the global settings, plus conversation overrides."""
+        generation = self.settings.generation
+        key = self.model_key()
+        if key and key in self.settings.presets:
+            generation = self.settings.presets[key].generation
+        fields = GenerationSettings.model_fields
+        changes = {k: v for k, v in (overrides or {}).items() if k in fields}
+        if changes:
+            try:
+                generation = validated_update(generation, **changes)
+            except SettingsError as exc:
+                self.show_error(f"This conversation's own settings were ignored: {exc}")
+        return generation
+
+    def stop(self) -> None:
+        """Stop the reply being written (it is kept as "stopped"), or cancel a model load."""
+        if self.generating:
+            self.controller.stop()
+        elif self._loading_path is not None:
+            self.controller.cancel_load()
+
+    def regenerate(self) -> None:
+        """Write the last reply again, as a new version next to the old one."""
+        last = self._last_assistant()
+        if last is not None:
+            self.regenerate_message(last.id)
+
+    def regenerate_message(self, message_id: int) -> None:
+        if self.generating or self.controller.loaded is None:
+            return
+        try:
+            message = self.store.get_message(message_id)
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        parent = message.parent_id if message.role == "assistant" else message.id
+        if parent is None:
+            return
+        self._start_reply(parent)
+
+    def ask_edit_message(self, message_id: int) -> None:
+        try:
+            message = self.store.get_message(message_id)
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", message.content)
+        if ok and text.strip() and text.strip() != message.content:
+            self.edit_message(message_id, text.strip())
+
+    def edit_message(self, message_id: int, text: str) -> None:
+        """Save an edited user message as a new branch and reply to it."""
+        if self.generating:
+            return
+        try:
+            edited = self.store.edit_message(message_id, text)
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        if edited.role == "user" and self.controller.loaded is not None:
+            self._start_reply(None)
+        else:
+            self.refresh_chat()
+            self._update_state()
+
+    def step_branch(self, message_id: int, delta: int) -> None:
+        """Show the previous/next version of a message (‹ 1/2 ›)."""
+        if self.generating:
+            return
+        try:
+            versions = self.store.siblings(message_id)
+            ids = [m.id for m in versions]
+            position = ids.index(message_id) + delta if message_id in ids else -1
+            if not 0 <= position < len(ids):
+                return
+            self.store.switch_branch(ids[position])
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        self.refresh_chat()
+        self._update_state()
+
+    def copy_last_reply(self) -> None:
+        text = self.chat_view.last_reply_text()
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            self.statusBar().showMessage("Copied the last reply", 3000)
+
+    def _on_context_prepared(self, fit: Any) -> None:
+        if self._closed or self._reply is None:
+            return
+        dropped = {self._reply_ids[i] for i in fit.dropped if 0 <= i < len(self._reply_ids)}
+        dropped.discard(None)
+        self.chat_view.set_excluded({i for i in dropped if i is not None})
+        if dropped:
+            self.show_info(
+                f"{len(dropped)} older message(s) did not fit in the model's context and were left out of "
+                "this reply. Start a new chat or choose a longer context in Preferences."
+            )
+
+    def _on_token(self, piece: str) -> None:
+        if self._closed or self._reply is None:
+            return
+        try:
+            self._reply.append(piece)
+        except StoreError as exc:
+            if not self._reply_failed_store:
+                self._reply_failed_store = True
+                self.show_error(str(exc), "The reply is shown but may not be saved; free some disk space.")
+        self.chat_view.append_stream(piece)
+
+    def _finish_reply(self, status: str, stats: dict[str, Any] | None) -> Message | None:
+        reply, self._reply = self._reply, None
+        if reply is None:
+            return None
+        try:
+            return reply.finish(status, stats)
+        except StoreError as exc:
+            self.show_error(str(exc), "Free some disk space; the reply could not be saved.")
+            return None
+
+    def _on_generation_finished(self, stats: Any) -> None:
+        if self._closed or self._reply is None:
+            return
+        data = stats.to_dict()
+        status = "stopped" if data.get("stop_reason") == "user_stop" else "complete"
+        message = self._finish_reply(status, data)
+        if message is not None:
+            self.chat_view.end_stream(message)
+        self.status.set_stats(data)
+        if data.get("stop_reason") == "context_full":
+            self.show_error(
+                "The reply stopped because the model's context is full",
+                "Start a new chat, or raise the context length in Preferences and reload the model.",
+            )
+        self.sidebar.refresh()
+        self._update_state()
+
+    def _on_generation_failed(self, text: str) -> None:
+        if self._closed or self._reply is None:
+            return
+        message = self._finish_reply("failed", {"error": text})
+        if message is not None:
+            self.chat_view.end_stream(message)
+        self.show_error(text, "Your messages are kept; try again, or change the model or its settings.")
+        self._update_state()
+
+    # ------------------------------------------------------------------ models
+
+    def model_key(self, path: Path | None = None) -> str:
+        """The key presets are saved under for ``path`` (default: the loaded model)."""
+        if path is None:
+            loaded = self.controller.loaded
+            if loaded is None:
+                return ""
+            path = loaded.path
+        try:
+            found = self.library.find(str(path))
+        except LlamaDeskError:
+            found = None
+        return str(found.key) if found is not None else str(path)
+
+    def _model_name(self, path: Path | None = None) -> str | None:
+        if path is None:
+            loaded = self.controller.loaded
+            if loaded is None:
+                return None
+            path = loaded.path
+        try:
+            found = self.library.find(str(path))
+        except LlamaDeskError:
+            found = None
+        if found is not None:
+            return str(found.name)
+        starter = starter_model_path()
+        return STARTER_MODEL_NAME if starter is not None and Path(path) == starter else Path(path).stem
+
+    @property
+    def library(self) -> Library:
+        """The model library, created on first use (the start-up scan usually made it already)."""
+        if self._library is None:
+            self._library = self._library_factory()
+        return self._library
+
+    def start_library_scan(self, *, restore_last_model: bool = True) -> None:
+        """List the models on a background thread (importing the library and reading GGUF headers
+        takes a moment), then fill the picker and load the last model."""
+
+        def scan() -> None:
+            library: Library | None = None
+            models: list[Any] | BaseException = []
+            try:
+                from ..engine import detect_hardware
+
+                library = self._library_factory()
+                models = library.list()
+                detect_hardware()
+            except Exception as exc:  # reported on the GUI thread
+                log.exception("listing the models failed")
+                models = exc
+            if not self._closed:
+                try:
+                    self._libraryScanned.emit(library, (models, restore_last_model))
+                except RuntimeError:  # the window is already gone
+                    pass
+
+        self._scan_thread = threading.Thread(target=scan, name="llamadesk-library-scan", daemon=True)
+        self._scan_thread.start()
+
+    @property
+    def library_ready(self) -> bool:
+        return self._library is not None and not (self._scan_thread and self._scan_thread.is_alive())
+
+    def _on_library_scanned(self, library: Library | None, payload: tuple[Any, bool]) -> None:
+        if self._closed:
+            return
+        models, restore = payload
+        if self._library is None and library is not None:
+            self._library = library
+        if isinstance(models, BaseException):
+            self.show_error(f"The model list could not be read: {models}")
+            return
+        self._fill_picker(models)
+        if restore:
+            self.restore_last_model()
+
+    def refresh_models(self) -> None:
+        """Fill the model picker from the library."""
+        try:
+            models = self.library.list()
+        except LlamaDeskError as exc:
+            self.show_error(str(exc))
+            models = []
+        self._fill_picker(models)
+
+    def _fill_picker(self, models: list[Any]) -> None:
+        from ..engine import detect_hardware, plan_fit
+
+        models = [m for m in models if getattr(m, "kind", "model") == "model"]
+        hardware = None
+        entries = []
+        for model in models:
+            info = model.info
+            fit = ""
+            if info is not None and model.state == "ok":
+                try:
+                    hardware = hardware or detect_hardware()
+                    fit = plan_fit(info, hardware).label
+                except Exception:  # a planner problem must not hide the model
+                    log.exception("planning %s failed", model.path)
+            entries.append(
+                ModelEntry(
+                    key=model.key,
+                    name=model.name,
+                    path=Path(model.path),
+                    size=int(model.size),
+                    quantization=getattr(model, "quantization", None) or (info.file_type if info else ""),
+                    fit_label=fit,
+                    ok=model.state == "ok",
+                    message=model.message or "",
+                )
+            )
+        self.model_picker.set_models(entries)
+        loaded = self.controller.loaded
+        self.model_picker.set_current_path(loaded.path if loaded else None)
+
+    def _show_model_list(self) -> None:
+        self.model_picker.setFocus()
+        self.model_picker.showPopup()
+
+    def use_starter_model(self) -> None:
+        path = starter_model_path()
+        if path is None:
+            self.show_error(
+                "The starter model is not installed", "Open a .gguf file or browse models instead."
+            )
+            return
+        self.load_model(path)
+
+    def ask_open_model_file(self) -> None:
+        start = str(self.paths.models_dir)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", start, GGUF_FILTER)
+        if path:
+            self.open_model_file(Path(path))
+
+    def open_model_file(self, path: Path) -> None:
+        """Add a file from disk to the library (without copying it) and load it."""
+        try:
+            self.library.import_model(path, copy=False)
+        except LlamaDeskError as exc:
+            self.show_error(str(exc), "Choose another .gguf file.")
+            return
+        self.refresh_models()
+        self.load_model(path)
+
+    def load_model(self, path: Path, *, confirm: bool = True) -> bool:
+        """Check that the model can work here, then load it on the inference thread."""
+        from ..engine import EngineError, detect_hardware, inspect_gguf, plan_fit
+
+        if self.controller.busy:
+            self.show_info("Wait for the current reply or load to finish first.")
+            return False
+        try:
+            info = inspect_gguf(path)
+        except EngineError as exc:
+            self._reset_picker()
+            self.show_error(str(exc), "Choose another model file.")
+            return False
+        key = self.model_key(path)
+        runtime = self.settings.for_model(key)[1] if key in self.settings.presets else self.settings.runtime
+        try:
+            plan = plan_fit(info, detect_hardware(), n_ctx=runtime.n_ctx, n_gpu_layers=runtime.n_gpu_layers)
+        except Exception:  # the plan is advice; never block a load on it
+            log.exception("planning %s failed", path)
+            plan = None
+        if confirm and plan is not None and plan.verdict == "too_large":
+            hint = f" It could work with a context of {plan.max_ctx} tokens." if plan.max_ctx else ""
+            answer = QMessageBox.warning(
+                self,
+                "This model may not fit",
+                f"{plan.summary}{hint}\n\nLoading it anyway may make your computer very slow or fail. "
+                "Load it anyway?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                self._reset_picker()
+                return False
+        self.controller.load_model(Path(path), runtime)
+        return True
+
+    def reload_model(self) -> None:
+        """Load the current model again (after runtime settings changed)."""
+        loaded = self.controller.loaded
+        if loaded is not None:
+            self.load_model(loaded.path, confirm=False)
+
+    def unload_model(self) -> None:
+        if self.controller.loaded is not None and not self.controller.busy:
+            self.controller.unload()
+
+    def restore_last_model(self) -> None:
+        """Load the model used last time, if it is still there and usable."""
+        last = self.settings.app.last_model
+        if not last or not Path(last).is_file():
+            return
+        try:
+            found = self.library.find(last)
+        except LlamaDeskError:
+            found = None
+        if found is not None and found.state != "ok":
+            return
+        self.load_model(Path(last), confirm=False)
+
+    def _reset_picker(self) -> None:
+        loaded = self.controller.loaded
+        self.model_picker.set_current_path(loaded.path if loaded else None)
+
+    def _on_model_loading(self, path: str) -> None:
+        self._loading_path = Path(path)
+        self.load_progress.start(self._model_name(Path(path)) or Path(path).name)
+        self.model_picker.set_current_path(path)
+        self._update_state()
+
+    def _on_model_loaded(self, loaded: LoadedModel) -> None:
+        if self._closed:
+            return
+        self._loading_path = None
+        self.load_progress.finish()
+        name = self._model_name(loaded.path) or loaded.path.name
+        self.status.set_model(
+            name,
+            backend=loaded.backend,
+            n_gpu_layers=loaded.n_gpu_layers,
+            n_ctx=loaded.n_ctx,
+            fallback_template=loaded.chat_format.is_fallback,
+        )
+        self.model_picker.set_current_path(loaded.path)
+        if self.banner.kind == "error":
+            self.banner.dismiss()
+        if loaded.chat_format.is_fallback:
+            self.show_info(
+                f"{name} has no chat template; the common ChatML format is used. "
+                "If replies look odd, choose another model."
+            )
+        if self.settings.app.last_model != str(loaded.path):
+            self.settings.app.last_model = str(loaded.path)
+            self._save_settings()
+        self.refresh_chat()
+        self._update_state()
+
+    def _on_model_load_failed(self, message: str) -> None:
+        if self._closed:
+            return
+        self._loading_path = None
+        self.load_progress.finish()
+        self.status.set_model(None)
+        self._reset_picker()
+        self.show_error(message, "Choose another model, or lower the context length in Preferences.")
+        self._update_state()
+
+    def _on_model_unloaded(self) -> None:
+        if self._closed:
+            return
+        self.status.set_model(None)
+        self._reset_picker()
+        self._update_state()
+
+    # ------------------------------------------------------------------ settings, theme, preferences
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings_store.save(self.settings)
+        except SettingsError as exc:
+            self.show_error(str(exc), "Check that the settings folder is writable.")
+
+    def apply_settings(self, settings: Settings, token: str | None = None) -> None:
+        """Use and save new settings (from Preferences); generation changes apply to the next reply."""
+        self.settings = settings
+        self._save_settings()
+        if token is not None:
+            try:
+                save_token(self.paths.token_file, token)
+            except OSError as exc:
+                self.show_error(f"Could not save the access token: {exc}")
+        self.apply_appearance()
+
+    def apply_appearance(self) -> None:
+        """Apply the theme and fonts from the settings."""
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            self.dark = apply_theme(app, self.settings.app.theme)
+            family = app.font().family()
+        else:
+            family = self.font().family()
+        self.chat_view.set_dark(self.dark)
+        self.chat_view.set_font((family, self.settings.app.font_size, self.settings.app.code_font))
+        action = self.theme_actions.get(self.settings.app.theme)
+        if action is not None:
+            action.setChecked(True)
+
+    def _on_system_scheme_changed(self) -> None:
+        if not self._closed and self.settings.app.theme == "system":
+            self.apply_appearance()
+
+    def set_theme(self, theme: str) -> None:
+        try:
+            self.settings.app.theme = theme  # type: ignore[assignment]
+        except ValueError as exc:
+            self.show_error(str(exc))
+            return
+        self._save_settings()
+        self.apply_appearance()
+
+    def open_preferences(self) -> PreferencesDialog:
+        """Open the Preferences dialog (non-blocking) and return it."""
+        from ..engine import detect_hardware
+        from .preferences import PreferencesDialog
+
+        if self.preferences_dialog is not None and self.preferences_dialog.isVisible():
+            self.preferences_dialog.raise_()
+            self.preferences_dialog.activateWindow()
+            return self.preferences_dialog
+        loaded = self.controller.loaded
+        hardware = detect_hardware()
+        dialog = PreferencesDialog(
+            self.settings,
+            token=load_token(self.paths.token_file),
+            hardware_summary=hardware.describe(),
+            auto_gpu_layers=loaded.n_gpu_layers if loaded is not None else None,
+            models_dir_default=str(self.paths.models_dir),
+            model_key=self.model_key() or None,
+            model_name=self._model_name() or "",
+            parent=self,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.settingsApplied.connect(self.apply_settings)
+        dialog.reloadRequested.connect(self.reload_model)
+        dialog.testTokenRequested.connect(
+            lambda _token: dialog.show_token_result(
+                False, "The token is saved; it is checked the next time you browse models."
+            )
+        )
+        dialog.exportAllRequested.connect(self.ask_export_all)
+        dialog.deleteAllRequested.connect(self.delete_all_conversations)
+        dialog.destroyed.connect(lambda: setattr(self, "preferences_dialog", None))
+        self.preferences_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def ask_export_all(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export all conversations to")
+        if folder:
+            self.export_all(Path(folder))
+
+    def export_all(self, folder: Path) -> int:
+        """Write every conversation as a Markdown file into ``folder``; returns how many."""
+        count = 0
+        try:
+            for conversation in self.store.list_conversations():
+                name = "".join(ch if ch.isalnum() or ch in " -_" else "-" for ch in conversation.title)[:60]
+                target = folder / f"{conversation.id:05d} {name or 'conversation'}.md"
+                target.write_text(self.store.export_markdown(conversation.id), encoding="utf-8")
+                count += 1
+        except (StoreError, OSError) as exc:
+            self.show_error(f"Export stopped after {count} conversation(s): {exc}")
+            return count
+        self.show_info(f"Exported {count} conversation(s) to {folder}.")
+        return count
+
+    def delete_all_conversations(self) -> None:
+        if self.generating:
+            self.show_info("Stop the reply being written first.")
+            return
+        try:
+            self.store.delete_all()
+        except StoreError as exc:
+            self.show_error(str(exc))
+            return
+        for key in self.window_state.allKeys():
+            if key.startswith("drafts/"):
+                self.window_state.remove(key)
+        self._conversation_id = None
+        self.sidebar.refresh()
+        self._switch_to(None)
+
+    def _toggle_sidebar(self) -> None:
+        self.sidebar.setVisible(self.sidebar_action.isChecked())
+
+    def show_about(self) -> None:
+        from .. import __version__ as version
+
+        QMessageBox.about(
+            self,
+            "About LlamaDesk",
+            f"<b>LlamaDesk {version}</b><p>Chat with language models on your own computer, offline.</p>"
+            "<p>Runs GGUF models with llama.cpp.</p>",
+        )
+
+    # ------------------------------------------------------------------ window state
+
+    def _restore_state(self) -> None:
+        state = self.window_state
+        geometry = state.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        splitter = state.value("window/splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+        shown = state.value("window/systemPromptShown", False)
+        self.system_prompt_toggle.setChecked(shown in (True, "true"))
+        current = state.value("conversation/current", 0)
+        try:
+            conversation_id = int(current or 0) or None  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            conversation_id = None
+        self._switch_to(conversation_id)
+
+    def save_window_state(self) -> None:
+        state = self.window_state
+        state.setValue("window/geometry", self.saveGeometry())
+        state.setValue("window/splitter", self.splitter.saveState())
+        state.setValue("window/systemPromptShown", self.system_prompt_toggle.isChecked())
+        state.setValue("conversation/current", self._conversation_id or 0)
+        self._save_draft()
+        state.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop generating, keep the partial reply, close the model and the store, remember the window."""
+        if self._closed:
+            event.accept()
+            return
+        self._flush_system_prompt()
+        self.save_window_state()
+        self._closed = True
+        if self._reply is not None:
+            self.controller.stop()
+            reply, self._reply = self._reply, None
+            try:
+                reply.finish("stopped", None)
+            except StoreError as exc:
+                log.error("could not save the last reply: %s", exc)
+        if self.preferences_dialog is not None:
+            self.preferences_dialog.close()
+        if self._scan_thread is not None:
+            self._scan_thread.join(30)
+        self.controller.shutdown()
+        self.store.close()
+        event.accept()

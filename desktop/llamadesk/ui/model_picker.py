@@ -1,0 +1,164 @@
+"""The toolbar's model chooser and the load progress shown next to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from .resources import icon
+
+OPEN_FILE_TEXT = "Open .gguf file…"
+_PATH_ROLE = Qt.ItemDataRole.UserRole
+_KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One choosable model, as the picker shows it."""
+
+    key: str
+    name: str
+    path: Path
+    size: int
+    quantization: str
+    fit_label: str
+    ok: bool = True
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        parts = [self.name, _size(self.size)]
+        if self.quantization:
+            parts.append(self.quantization)
+        if self.fit_label:
+            parts.append(self.fit_label)
+        if not self.ok:
+            parts.append(self.message or "unusable")
+        return " · ".join(parts)
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+class ModelPicker(QComboBox):
+    """Library models plus "Open .gguf file…"; choosing one asks the window to load it.
+
+    Signals:
+        modelChosen(str): path of the chosen model.
+        openFileRequested: the user wants to pick a file from disk.
+    """
+
+    modelChosen = Signal(str)
+    openFileRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelPicker")
+        self.setAccessibleName("modelPicker")
+        self.setToolTip("Choose the model to chat with")
+        self.setMinimumContentsLength(52)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self._current: str = ""
+        self._entries: list[ModelEntry] = []
+        self.activated.connect(self._on_activated)
+        self.set_models([])
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries)
+
+    def set_models(self, entries: list[ModelEntry]) -> None:
+        """Fill the list; keeps showing the current model."""
+        self._entries = list(entries)
+        self.blockSignals(True)
+        self.clear()
+        self.addItem(icon("model"), "Choose a model…")
+        self.setItemData(0, "placeholder", _KIND_ROLE)
+        for entry in entries:
+            self.addItem(icon("model"), entry.text)
+            index = self.count() - 1
+            self.setItemData(index, str(entry.path), _PATH_ROLE)
+            self.setItemData(index, "model", _KIND_ROLE)
+            tip = str(entry.path) if entry.ok else f"{entry.message}\n{entry.path}"
+            self.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        self.insertSeparator(self.count())
+        self.addItem(OPEN_FILE_TEXT)
+        self.setItemData(self.count() - 1, "open", _KIND_ROLE)
+        self.blockSignals(False)
+        self.set_current_path(self._current)
+
+    def set_current_path(self, path: str | Path | None) -> None:
+        """Show ``path`` as the selected model without emitting anything."""
+        self._current = str(path) if path else ""
+        index = self.findData(self._current, _PATH_ROLE) if self._current else -1
+        self.blockSignals(True)
+        self.setCurrentIndex(index if index >= 0 else 0)
+        self.blockSignals(False)
+
+    def index_of(self, path: str | Path) -> int:
+        return self.findData(str(path), _PATH_ROLE)
+
+    def choose_index(self, index: int) -> None:
+        """Select row ``index`` as a user would."""
+        self.setCurrentIndex(index)
+        self._on_activated(index)
+
+    def _on_activated(self, index: int) -> None:
+        kind = self.itemData(index, _KIND_ROLE)
+        if kind == "open":
+            self.set_current_path(self._current)
+            self.openFileRequested.emit()
+        elif kind == "model":
+            self.modelChosen.emit(str(self.itemData(index, _PATH_ROLE)))
+        else:
+            self.set_current_path(self._current)
+
+
+class LoadProgress(QWidget):
+    """A progress bar with Cancel, shown while a model loads.
+
+    Signals:
+        cancelRequested: the user cancelled the load.
+    """
+
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("loadProgressBox")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 0, 6, 0)
+        self.label = QLabel("Loading…", self)
+        layout.addWidget(self.label)
+        self.bar = QProgressBar(self)
+        self.bar.setObjectName("loadProgress")
+        self.bar.setAccessibleName("loadProgress")
+        self.bar.setRange(0, 100)
+        self.bar.setMaximumWidth(160)
+        layout.addWidget(self.bar)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("cancelLoadButton")
+        self.cancel_button.setAccessibleName("Cancel loading")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        layout.addWidget(self.cancel_button)
+        self.hide()
+
+    def start(self, name: str) -> None:
+        self.label.setText(f"Loading {name}…")
+        self.bar.setValue(0)
+        self.cancel_button.setEnabled(True)
+        self.show()
+
+    def set_progress(self, value: float) -> None:
+        self.bar.setValue(round(max(0.0, min(1.0, value)) * 100))
+
+    def finish(self) -> None:
+        self.hide()

@@ -1,0 +1,431 @@
+"""End-to-end flows through the real main window: real llama.cpp on the starter model, real SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QWidget
+from pytestqt.qtbot import QtBot
+
+from llamadesk.app import create_main_window
+from llamadesk.chat.store import Conversation, ConversationStore
+from llamadesk.paths import STARTER_MODEL_NAME, get_paths
+from llamadesk.settings import ModelPreset, Settings, SettingsStore
+from llamadesk.ui.main_window import MainWindow
+from llamadesk.ui.sidebar import ConversationListModel
+
+LOAD_TIMEOUT = 60_000
+REPLY_TIMEOUT = 120_000
+
+# The offscreen platform plugin says this on every show(); it is not about our code.
+pytestmark = [pytest.mark.model, pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+NAMES = (
+    "conversationList",
+    "conversationSearch",
+    "newChatButton",
+    "chatView",
+    "composer",
+    "sendButton",
+    "stopButton",
+    "regenerateButton",
+    "modelPicker",
+    "contextMeter",
+    "systemPromptEdit",
+)
+MakeWindow = Callable[[], MainWindow]
+
+
+def write_settings(
+    home: Path, *, max_tokens: int = 16, presets: dict[str, ModelPreset] | None = None
+) -> None:
+    """Small, fast, deterministic settings for the tests."""
+    settings = Settings()
+    settings.generation.max_tokens = max_tokens
+    settings.generation.temperature = 0.0
+    settings.generation.seed = 1
+    settings.runtime.n_ctx = 2048
+    settings.presets = presets or {}
+    SettingsStore(get_paths(home).ensure().settings_file).save(settings)
+
+
+@pytest.fixture
+def make_window(qtbot: QtBot, llamadesk_home: Path) -> Iterator[MakeWindow]:
+    """Builds windows on the test's home; every window is closed at the end."""
+    windows: list[MainWindow] = []
+
+    def make() -> MainWindow:
+        window = create_main_window(llamadesk_home)
+        qtbot.addWidget(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def load_starter(qtbot: QtBot, window: MainWindow, starter_model: Path) -> None:
+    """Choose the starter model in the picker, as a user would."""
+    picker = window.model_picker
+    qtbot.waitUntil(lambda: picker.index_of(starter_model) > 0, timeout=LOAD_TIMEOUT)
+    index = picker.index_of(starter_model)
+    assert index > 0
+    assert STARTER_MODEL_NAME in picker.itemText(index)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=LOAD_TIMEOUT):
+        picker.choose_index(index)
+    assert window.controller.loaded is not None
+
+
+def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    """Type ``text`` and press Enter; wait for the whole reply."""
+    editor = window.composer.editor
+    editor.setFocus()
+    window.composer.set_text(text)
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+
+
+def show(qtbot: QtBot, window: MainWindow) -> None:
+    """Show and activate the window so keyboard shortcuts reach it."""
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+
+
+def row(model: ConversationListModel, number: int) -> Conversation:
+    conversation = model.conversation_at(number)
+    assert conversation is not None
+    return conversation
+
+
+def current(window: MainWindow) -> int:
+    """The open conversation's id (a conversation must be open)."""
+    assert window.conversation_id is not None
+    return window.conversation_id
+
+
+def child(window: MainWindow, name: str) -> QWidget:
+    widget = window.findChild(QWidget, name)
+    assert widget is not None, name
+    assert widget.accessibleName() == name
+    return widget
+
+
+def test_first_run_chat_flow(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    for name in (
+        "conversationList",
+        "conversationSearch",
+        "newChatButton",
+        "chatView",
+        "composer",
+        "sendButton",
+        "stopButton",
+        "regenerateButton",
+        "modelPicker",
+        "contextMeter",
+        "systemPromptEdit",
+    ):
+        child(window, name)
+    assert window.stack.currentWidget() is window.empty_state
+
+    load_starter(qtbot, window, starter_model)
+    assert window.stack.currentWidget() is window.chat_view
+    assert STARTER_MODEL_NAME in window.status.model_label.text()
+    assert window.status.backend_label.text()
+
+    editor = window.composer.editor
+    window.composer.set_text("Say hello.")
+    assert window.composer.send_button.isEnabled() and not window.composer.stop_button.isEnabled()
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(editor, Qt.Key.Key_Return)
+    assert window.composer.stop_button.isEnabled() and not window.composer.send_button.isEnabled()
+    assert editor.toPlainText() == ""
+    qtbot.waitUntil(lambda: not window.generating, timeout=REPLY_TIMEOUT)
+    assert window.composer.regenerate_button.isEnabled()
+
+    assert window.chat_view.message_count() == 2
+    assert window.chat_view.last_reply_text().strip()
+    assert window.status.speed_text().endswith("tok/s")
+    assert window.status.context_meter.value() > 0
+    assert window.controller.loaded is not None
+    assert window.status.context_meter.format().endswith(f"/ {window.controller.loaded.n_ctx}")
+
+    conversation_id = window.conversation_id
+    assert conversation_id is not None
+    path = window.store.active_path(conversation_id)
+    assert [m.role for m in path] == ["user", "assistant"]
+    assert path[0].content == "Say hello."
+    assert path[1].status == "complete" and path[1].stats and path[1].stats["completion_tokens"] > 0
+    assert path[1].content == window.chat_view.last_reply_text()
+    assert window.sidebar.model.rowCount() == 1
+    assert window.settings.app.last_model == str(starter_model)
+
+    show(qtbot, window)
+    qtbot.keyClick(
+        window, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
+    assert QGuiApplication.clipboard().text() == path[1].content
+
+
+def test_stop_mid_reply(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, max_tokens=2000)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    window.composer.set_text("Write a very long story about a llama who learns to program.")
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT) as finished:
+        qtbot.keyClick(window.composer.editor, Qt.Key.Key_Escape)
+    assert finished.args[0].stop_reason.value == "user_stop"
+    last = window.store.active_path(current(window))[-1]
+    assert last.status == "stopped"
+    assert window.composer.send_button.isEnabled() is False  # empty box
+    assert not window.composer.stop_button.isEnabled()
+
+
+def test_regenerate_and_switch_versions(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    send(qtbot, window, "Name a colour.")
+    first = window.store.active_path(current(window))[-1]
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(window.composer.regenerate_button, Qt.MouseButton.LeftButton)
+    second = window.store.active_path(current(window))[-1]
+    assert second.id != first.id and second.role == "assistant"
+    assert (second.sibling_index, second.sibling_count) == (2, 2)
+    assert window.chat_view.message_count() == 2
+
+    window.chat_view.branchStepRequested.emit(second.id, -1)
+    shown = window.store.active_path(current(window))[-1]
+    assert shown.id == first.id and (shown.sibling_index, shown.sibling_count) == (1, 2)
+    assert window.chat_view.last_reply_text() == first.content
+
+    # Regenerating from the chat view's own button works the same way.
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        window.chat_view.regenerateRequested.emit(first.id)
+    assert window.store.active_path(current(window))[-1].sibling_count == 3
+
+
+def test_edit_user_message_makes_a_branch(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    send(qtbot, window, "What is 2 + 2?")
+    user = window.store.active_path(current(window))[0]
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        window.edit_message(user.id, "What is 3 + 3?")
+    path = window.store.active_path(current(window))
+    assert [m.role for m in path] == ["user", "assistant"]
+    assert path[0].content == "What is 3 + 3?" and (path[0].sibling_index, path[0].sibling_count) == (2, 2)
+    assert path[1].status == "complete"
+    window.step_branch(path[0].id, -1)
+    assert window.store.active_path(current(window))[0].content == "What is 2 + 2?"
+
+
+def test_new_chat_search_rename_delete(qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path) -> None:
+    paths = get_paths(llamadesk_home).ensure()
+    store = ConversationStore(paths.database_file)
+    with store.batch():
+        for number in range(450):
+            conversation = store.create_conversation()
+            store.add_message(conversation.id, "user", f"question number {number} about apples")
+    special = store.create_conversation()
+    store.add_message(special.id, "user", "How do zebras sleep?")
+    store.close()
+
+    window = make_window()
+    show(qtbot, window)
+    sidebar = window.sidebar
+    model = sidebar.model
+    assert model.rowCount() == 200 and model.canFetchMore()
+    model.fetchMore()
+    assert model.rowCount() == 400
+    assert row(model, 0).id == special.id  # newest first
+
+    qtbot.mouseClick(
+        sidebar.view.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=sidebar.view.visualRect(model.index(0)).center(),
+    )
+    assert window.conversation_id == special.id
+    assert window.chat_view.message_count() == 1
+
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert sidebar.search.hasFocus()
+    qtbot.keyClicks(sidebar.search, "zebra")
+    assert model.rowCount() == 1 and row(model, 0).id == special.id
+    sidebar.search.clear()
+    assert model.rowCount() == 200
+
+    assert model.setData(model.index(0), "Zebra facts")
+    assert window.store.get_conversation(special.id).title == "Zebra facts"
+    sidebar.set_pinned(row(model, 5).id, True)
+    assert row(model, 0).pinned
+
+    sidebar.delete(special.id)
+    assert window.conversation_id is None
+    assert window.store.count_conversations() == 450
+
+    other = row(model, 3).id
+    sidebar.view.setCurrentIndex(model.index(3))
+    assert window.conversation_id == other
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert window.conversation_id is None and window.chat_view.message_count() == 0
+    assert window.system_prompt_edit.toPlainText() == window.settings.app.default_system_prompt
+
+
+def test_restart_restores_conversation_draft_and_layout(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path
+) -> None:
+    paths = get_paths(llamadesk_home).ensure()
+    store = ConversationStore(paths.database_file)
+    first = store.create_conversation(system_prompt="Be brief.")
+    store.add_message(first.id, "user", "first conversation")
+    second = store.create_conversation()
+    store.add_message(second.id, "user", "second conversation")
+    store.close()
+
+    window = make_window()
+    row = window.sidebar.model.row_of(first.id)
+    window.sidebar.view.setCurrentIndex(window.sidebar.model.index(row))
+    assert window.conversation_id == first.id
+    assert window.system_prompt_edit.toPlainText() == "Be brief."
+    window.system_prompt_edit.setPlainText("Be very brief.")
+    window.composer.set_text("an unsent draft")
+    window.splitter.setSizes([300, 700])
+    window.close()
+
+    again = make_window()
+    assert again.conversation_id == first.id
+    assert again.sidebar.current_id() == first.id
+    assert again.composer.text() == "an unsent draft"
+    assert again.system_prompt_edit.toPlainText() == "Be very brief."
+    assert again.store.count_conversations() == 2
+    assert again.chat_view.message_count() == 1
+
+
+def test_preferences_apply_to_next_reply(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, max_tokens=16)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    show(qtbot, window)
+    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    dialog = window.preferences_dialog
+    assert dialog is not None and dialog.isVisible() and dialog.objectName() == "preferencesDialog"
+    new = window.settings.model_copy(deep=True)
+    new.generation.temperature = 0.3
+    new.generation.max_tokens = 3
+    dialog.settingsApplied.emit(new, "")  # what the dialog emits when the user presses OK
+    dialog.close()
+
+    saved = json.loads(get_paths(llamadesk_home).settings_file.read_text())
+    assert saved["generation"]["temperature"] == 0.3 and saved["generation"]["max_tokens"] == 3
+
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT) as finished:
+        window.composer.set_text("Tell me everything you know about the moon.")
+        window.composer.submit()
+    stats = finished.args[0]
+    assert stats.completion_tokens <= 3
+    assert stats.stop_reason.value == "max_tokens"
+
+
+def test_model_preset_applied_on_load(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    key = window.model_key(starter_model)
+    window.close()
+    preset = ModelPreset()
+    preset.runtime.n_ctx = 1024
+    preset.generation.max_tokens = 2
+    write_settings(llamadesk_home, presets={key: preset})
+
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    assert window.controller.loaded is not None and window.controller.loaded.n_ctx == 1024
+    assert window.generation_settings().max_tokens == 2
+    send(qtbot, window, "Count to twenty.")
+    stats = window.store.active_path(current(window))[-1].stats
+    assert stats is not None
+    assert stats["completion_tokens"] <= 2 and stats["stop_reason"] == "max_tokens"
+
+
+def test_corrupt_model_shows_banner_and_keeps_draft(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, tmp_path: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    window.show()
+    bad = tmp_path / "broken-model.gguf"
+    bad.write_bytes(b"this is not a model" * 1000)
+    window.composer.set_text("my precious draft")
+    window.open_model_file(bad)
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=LOAD_TIMEOUT)
+    assert window.banner.kind == "error"
+    assert "broken-model.gguf" in window.banner.text() or "GGUF" in window.banner.text()
+    assert window.composer.text() == "my precious draft"
+    assert window.controller.loaded is None
+    # The app is still usable: the starter model loads afterwards.
+    load_starter(qtbot, window, starter_model)
+    assert not window.banner.isVisible()
+    assert window.composer.text() == "my precious draft"
+
+
+def test_closing_mid_generation_exits_cleanly(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, max_tokens=2000)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    window.composer.set_text("Write a long poem about the sea.")
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    conversation_id = current(window)
+    window.close()
+    store = ConversationStore(get_paths(llamadesk_home).database_file)
+    try:
+        last = store.active_path(conversation_id)[-1]
+        assert last.role == "assistant" and last.status == "stopped"
+    finally:
+        store.close()
+
+
+def test_last_model_loads_at_start(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    store = SettingsStore(get_paths(llamadesk_home).settings_file)
+    settings = store.load()
+    settings.app.last_model = str(starter_model)
+    store.save(settings)
+    window = make_window()
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=LOAD_TIMEOUT):
+        pass
+    assert window.model_picker.currentText().startswith(STARTER_MODEL_NAME)
+    assert window.stack.currentWidget() is window.chat_view
+
+    settings.app.last_model = str(llamadesk_home / "gone.gguf")
+    store.save(settings)
+    again = make_window()
+    qtbot.waitUntil(lambda: again.model_picker.index_of(starter_model) > 0, timeout=LOAD_TIMEOUT)
+    assert again.controller.loaded is None and not again.controller.busy
+    assert again.stack.currentWidget() is again.empty_state
