@@ -119,6 +119,20 @@ def _generation_settings(args: argparse.Namespace, base: Any) -> Any:
     return validated_update(base, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _template_override(args: argparse.Namespace, settings: Any, model_path: Path) -> str | None:
+    """``--template FILE``, else the template the user saved for this model, else None."""
+    if args.template:
+        try:
+            return Path(args.template).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"can't read the template file {args.template}: {exc}") from exc
+    from .hub.library import ModelLibrary
+
+    found = ModelLibrary(get_paths().ensure()).find(str(model_path))
+    key = str(found.key) if found is not None else str(model_path)
+    return settings.template_overrides.get(key) or None
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from .chat import chat_format_for, fit_context
     from .engine import Engine
@@ -171,7 +185,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         engine.load(model_path, runtime)
         assert engine.info is not None
-        fmt = chat_format_for(engine.info.chat_template, engine.info.bos_token, engine.info.eos_token)
+        override = _template_override(args, settings, model_path)
+        fmt = chat_format_for(
+            engine.info.chat_template, engine.info.bos_token, engine.info.eos_token, override=override
+        )
         if fmt.is_fallback and not args.json:
             print("llamadesk: note: the model has no chat template; using ChatML", file=sys.stderr)
         reserve = min(generation.max_tokens, engine.n_ctx // 2)
@@ -335,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--ctx", type=int, help="context length in tokens (0 = automatic)")
     p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and its stats")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--conversation", type=int, metavar="ID", help="continue a stored conversation")

@@ -240,6 +240,10 @@ class Settings(_Model):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     app: AppSettings = Field(default_factory=AppSettings)
     presets: dict[str, ModelPreset] = Field(default_factory=dict)
+    template_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Chat templates the user set for a model (by model key), used instead of the model's own.",
+    )
 
     def for_model(self, model_key: str) -> tuple[GenerationSettings, RuntimeSettings]:
         """The settings to use for a model: its preset if saved, else the global ones."""

@@ -119,3 +119,19 @@ def test_self_test_passes_and_fails_clearly(llamadesk_home: Path, tmp_path: Path
         "[FAIL] model loads and generates" in failed.stdout
         and "Traceback" not in failed.stdout + failed.stderr
     )
+
+
+@pytest.mark.model
+def test_template_override_is_used_and_sandboxed(llamadesk_home: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.jinja"
+    plain.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:")
+    result = run("chat", "--template", str(plain), "--max-tokens", "4", "--json", "Hi", home=llamadesk_home)
+    assert result.returncode == 0, result.stderr
+    # "user: Hi\nassistant:" tokenizes to far fewer tokens than SmolLM2's own template with its system turn
+    assert json.loads(result.stdout)["prompt_tokens"] < 12
+    evil = tmp_path / "evil.jinja"
+    evil.write_text("{{ cycler.__init__.__globals__.os.system('touch pwned') }}")
+    result = run("chat", "--template", str(evil), "Hi", home=llamadesk_home)
+    assert result.returncode == 2
+    assert "refused for security reasons" in result.stderr
+    assert not (Path.cwd() / "pwned").exists()

@@ -110,7 +110,8 @@ def estimate_memory(info: GGUFInfo, n_ctx: int) -> MemoryEstimate:
 
 
 def _gib(value: int) -> str:
-    return f"{value / GiB:.1f} GB" if value >= GiB // 10 else f"{value / MiB:.0f} MB"
+    """Decimal units, as disks and the Hub show sizes."""
+    return f"{value / 1e9:.1f} GB" if value >= 100_000_000 else f"{value / 1e6:.0f} MB"
 
 
 def plan(shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
