@@ -17,7 +17,7 @@ from .errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
-SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 # GGUF value types -> struct format (scalars only).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -97,8 +97,9 @@ FILE_TYPES = {
     38: "MXFP4_MOE",
 }
 
-# Approximate bits per weight of each quantization (llama.cpp's quantize table).
-BITS_PER_WEIGHT = {
+# Approximate bits per weight, as listed by llama.cpp's quantize tool (mixed K-quants
+# include their higher-precision tensors).
+BITS_PER_WEIGHT: dict[str, float] = {
     "F32": 32.0,
     "F16": 16.0,
     "BF16": 16.0,
@@ -108,15 +109,18 @@ BITS_PER_WEIGHT = {
     "Q5_0": 5.5,
     "Q5_K_M": 5.67,
     "Q5_K_S": 5.52,
+    "Q5_K": 5.67,
     "Q4_1": 5.0,
     "Q4_0": 4.5,
     "Q4_K_M": 4.83,
     "Q4_K_S": 4.57,
+    "Q4_K": 4.83,
     "IQ4_NL": 4.5,
     "IQ4_XS": 4.25,
     "Q3_K_L": 4.27,
     "Q3_K_M": 3.89,
     "Q3_K_S": 3.5,
+    "Q3_K": 3.89,
     "IQ3_M": 3.66,
     "IQ3_S": 3.44,
     "IQ3_XS": 3.3,
@@ -131,6 +135,10 @@ BITS_PER_WEIGHT = {
     "IQ1_S": 1.56,
     "TQ1_0": 1.69,
     "TQ2_0": 2.06,
+    "Q4_0_4_4": 4.5,
+    "Q4_0_4_8": 4.5,
+    "Q4_0_8_8": 4.5,
+    "MXFP4": 4.25,
 }
 
 _WANTED_ARRAYS = {"tokenizer.ggml.tokens"}
