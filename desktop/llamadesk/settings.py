@@ -242,7 +242,7 @@ class Settings(_Model):
     presets: dict[str, ModelPreset] = Field(default_factory=dict)
     template_overrides: dict[str, str] = Field(
         default_factory=dict,
-        description="Chat templates the user set for a model (by model key), used instead of the model's own.",
+        description="Chat templates set by the user per model (by model key), used instead of its own.",
     )
 
     def for_model(self, model_key: str) -> tuple[GenerationSettings, RuntimeSettings]:

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -53,6 +61,9 @@ from .status_bar import StatusBar
 from .theme import apply_theme
 
 if TYPE_CHECKING:
+    from .hub_browser import HubBrowser
+    from .hub_worker import DownloadManager
+    from .model_library import ModelLibraryPage
     from .preferences import PreferencesDialog
 
 log = logging.getLogger(__name__)
@@ -118,6 +129,10 @@ class MainWindow(QMainWindow):
         self.controller = controller
         self.window_state = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
         self.preferences_dialog: PreferencesDialog | None = None
+        self.hub_browser: HubBrowser | None = None
+        self.model_library_page: ModelLibraryPage | None = None
+        self._downloads: DownloadManager | None = None
+        self.setAcceptDrops(True)
         self.dark = False
 
         self._conversation_id: int | None = None
@@ -271,8 +286,9 @@ class MainWindow(QMainWindow):
             "Re&generate last reply", self.regenerate, [key("Ctrl+R")], icon_name="regenerate"
         )
         self.browse_action = self._action(
-            "&Browse models…", self.browseModelsRequested.emit, icon_name="download"
+            "&Discover models…", self.open_hub_browser, [key("Ctrl+Shift+M")], icon_name="download"
         )
+        self.my_models_action = self._action("&My models…", self.open_model_library, icon_name="model")
         self.about_action = self._action("&About LlamaDesk", self.show_about)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
 
@@ -297,7 +313,12 @@ class MainWindow(QMainWindow):
         for action in self.theme_actions.values():
             theme_menu.addAction(action)
         model_menu = bar.addMenu("&Model")
-        for action in (self.choose_model_action, self.open_model_action, self.browse_action):
+        for action in (
+            self.choose_model_action,
+            self.open_model_action,
+            self.browse_action,
+            self.my_models_action,
+        ):
             model_menu.addAction(action)
         model_menu.addSeparator()
         for action in (self.reload_action, self.unload_action):
@@ -312,6 +333,7 @@ class MainWindow(QMainWindow):
         self.toolbar.addSeparator()
         self.toolbar.addWidget(self.model_picker)
         self.toolbar.addWidget(self.load_progress)
+        self.toolbar.addAction(self.browse_action)
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.preferences_action)
 
@@ -334,6 +356,7 @@ class MainWindow(QMainWindow):
         self.empty_state.starterRequested.connect(self.use_starter_model)
         self.empty_state.openFileRequested.connect(self.ask_open_model_file)
         self.empty_state.browseRequested.connect(self.browseModelsRequested)
+        self.browseModelsRequested.connect(self.open_hub_browser)
 
         self.model_picker.modelChosen.connect(lambda path: self.load_model(Path(path)))
         self.model_picker.openFileRequested.connect(self.ask_open_model_file)
@@ -1039,6 +1062,116 @@ class MainWindow(QMainWindow):
         self._reset_picker()
         self._update_state()
 
+    # ------------------------------------------------------------------ Hub: discover, my models, drops
+
+    def download_manager(self) -> DownloadManager:
+        """The app's download queue, created on first use; takes up token and settings changes."""
+        from .hub_worker import DownloadManager
+
+        if self._downloads is None:
+            models_dir = Path(getattr(self.library, "models_dir", self.paths.models_dir))
+            self._downloads = DownloadManager(
+                models_dir,
+                token=load_token(self.paths.token_file) or None,
+                max_parallel=self.settings.app.max_parallel_downloads,
+                parent=self,
+            )
+            self._downloads.downloadFinished.connect(self._on_download_finished)
+        self._downloads.set_token(load_token(self.paths.token_file) or None)
+        self._downloads.set_max_parallel(self.settings.app.max_parallel_downloads)
+        return self._downloads
+
+    def open_hub_browser(self) -> HubBrowser:
+        """Show the "Discover models" window (one per app; it keeps its results when closed)."""
+        from .hub_browser import HubBrowser
+
+        if self.hub_browser is None:
+            self.hub_browser = HubBrowser(
+                self.download_manager(),
+                token=lambda: load_token(self.paths.token_file),
+                dark=self.dark,
+                parent=self,
+            )
+            self.hub_browser.setWindowFlag(Qt.WindowType.Window)
+        else:
+            self.download_manager()
+        self.hub_browser.show()
+        self.hub_browser.raise_()
+        self.hub_browser.activateWindow()
+        return self.hub_browser
+
+    def open_model_library(self) -> ModelLibraryPage:
+        """Show the "My models" window: load, import, delete, reveal and resume downloads."""
+        from .model_library import ModelLibraryPage
+
+        if self.model_library_page is None:
+            page = ModelLibraryPage(
+                self.library,  # type: ignore[arg-type]
+                downloads=self.download_manager(),
+                loaded_path=lambda: self.controller.loaded.path if self.controller.loaded else None,
+                parent=self,
+            )
+            page.setWindowFlag(Qt.WindowType.Window)
+            page.loadRequested.connect(lambda path: self.load_model(Path(path)))
+            page.modelsChanged.connect(self.refresh_models)
+            self.model_library_page = page
+        else:
+            self.model_library_page.refresh()
+        self.model_library_page.show()
+        self.model_library_page.raise_()
+        return self.model_library_page
+
+    def _on_download_finished(self, path: Path) -> None:
+        if self._closed:
+            return
+        self.refresh_models()
+        self._offer_load(f"{Path(path).name} is downloaded and in your model list.", Path(path))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        from .model_library import gguf_paths
+
+        if gguf_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        from .model_library import gguf_paths
+
+        paths = gguf_paths(event.mimeData())
+        if not paths:
+            super().dropEvent(event)
+            return
+        event.acceptProposedAction()
+        self.import_dropped_model(paths[0])
+
+    def import_dropped_model(self, path: Path) -> None:
+        """Register a dropped .gguf file in the library where it is, and offer to load it."""
+        try:
+            model = self.library.import_model(path, copy=False)
+        except LlamaDeskError as exc:
+            self.show_error(str(exc), "Drop a .gguf model file.")
+            return
+        self.refresh_models()
+        if self.model_library_page is not None:
+            self.model_library_page.refresh()
+        self._offer_load(f"Added {model.name} to My models.", path)
+
+    def _offer_load(self, message: str, path: Path) -> None:
+        def load() -> None:
+            self.load_model(path)
+
+        self.banner.show_message(message, "info", action_text="Load it", action=load)
+
+    def _shutdown_hub(self) -> None:
+        """Stop Hub calls and pause downloads (their partial files are kept) before the window goes."""
+        for window in (self.hub_browser, self.model_library_page):
+            if window is not None:
+                window.close()
+                window.shutdown()
+        if self._downloads is not None:
+            self._downloads.shutdown()
+
     # ------------------------------------------------------------------ settings, theme, preferences
 
     def _save_settings(self) -> None:
@@ -1215,6 +1348,7 @@ class MainWindow(QMainWindow):
                 log.error("could not save the last reply: %s", exc)
         if self.preferences_dialog is not None:
             self.preferences_dialog.close()
+        self._shutdown_hub()
         if self._scan_thread is not None:
             self._scan_thread.join(30)
         self.controller.shutdown()

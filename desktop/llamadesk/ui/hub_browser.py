@@ -1,0 +1,627 @@
+"""The "Discover models" window: search the Hub, read a model card, pick a file and download it.
+
+Every Hub call runs on a background thread (``HubTasks``); failures become a message at the
+top of the window, never a traceback, and the rest of the app keeps working offline.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QCloseEvent, QColor, QFont, QPalette, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import LlamaDeskError
+from .downloads_panel import DownloadsPanel
+from .hub_worker import DownloadManager, HubTasks
+from .markdown import render_markdown
+
+if TYPE_CHECKING:
+    from ..engine import Hardware
+    from ..hub import HubCatalog, ModelFile, RepoFiles, RepoSummary, SearchPage
+
+_Index = QModelIndex | QPersistentModelIndex
+SORTS = (
+    ("downloads", "Most downloads"),
+    ("likes", "Most likes"),
+    ("trending", "Trending"),
+    ("recent", "Recent"),
+)
+VERDICT_COLOURS = {"gpu": "#1a7f37", "hybrid": "#0969da", "cpu": "#9a6700", "too_large": "#cf222e"}
+KIND_LABELS = {"mmproj": "vision projector (not a model)", "imatrix": "importance matrix (not a model)"}
+RECOMMENDED_BACKGROUND = "#fff8c5"
+
+
+def short_number(value: int | None) -> str:
+    """12345 -> "12.3k", 7_240_000_000 -> "7.2B"; empty for unknown."""
+    if value is None:
+        return ""
+    number = float(value)
+    for unit in ("", "k", "M", "B", "T"):
+        if abs(number) < 1000 or unit == "T":
+            return f"{number:.0f}{unit}" if unit == "" or number >= 100 else f"{number:.1f}{unit}"
+        number /= 1000
+    return str(value)  # pragma: no cover
+
+
+def error_html(exc: LlamaDeskError, repo_id: str | None = None) -> str:
+    """A Hub error as rich text for the message line, with the next step for gated repos."""
+    kind = getattr(exc, "kind", "other")
+    url = getattr(exc, "url", None)
+    if kind == "gated" and url:
+        link = f"<a href='{html.escape(url)}'>{html.escape(url)}</a>"
+        name = html.escape(repo_id or "This model")
+        if "does not give access" in str(exc):
+            return f"{name} needs access: accept the license at {link}, then try again."
+        return f"{name} needs a token: add it in Preferences → Hub, and accept the license at {link}."
+    text = html.escape(str(exc))
+    if kind == "offline":
+        text += " The rest of LlamaDesk keeps working."
+    return text
+
+
+class ResultsModel(QAbstractTableModel):
+    """Search results: one row per repository."""
+
+    HEADERS = ("Model", "Downloads", "Likes", "Updated", "Params", "Arch", "Context", "Access")
+    REPO_ROLE = Qt.ItemDataRole.UserRole
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.repos: list[RepoSummary] = []
+
+    def set_repos(self, repos: list[RepoSummary], *, append: bool = False) -> None:
+        if append:
+            known = {r.repo_id for r in self.repos}
+            new = [r for r in repos if r.repo_id not in known]
+            if new:
+                start = len(self.repos)
+                self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
+                self.repos.extend(new)
+                self.endInsertRows()
+            return
+        self.beginResetModel()
+        self.repos = list(repos)
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.repos)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        repo = self.repos[index.row()]
+        column = index.column()
+        if role == self.REPO_ROLE:
+            return repo.repo_id
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (
+                repo.repo_id,
+                short_number(repo.downloads),
+                short_number(repo.likes),
+                repo.last_modified.strftime("%Y-%m-%d") if repo.last_modified else "",
+                short_number(repo.parameter_count),
+                repo.architecture or "",
+                short_number(repo.context_length),
+                "Gated" if repo.gated else "",
+            )[column]
+        if role == Qt.ItemDataRole.ForegroundRole and column == 7 and repo.gated:
+            return QBrush(QColor("#bc4c00"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == 7 and repo.gated:
+                return "You must accept this model's license on the Hub and add an access token."
+            return repo.repo_id
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (1, 2, 4, 6):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class FilesModel(QAbstractTableModel):
+    """A repository's GGUF files with quantization, size and whether each fits this computer."""
+
+    HEADERS = ("File", "Quant", "Bits/weight", "Size", "Fit")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.files: list[ModelFile] = []
+        self.recommended: ModelFile | None = None
+
+    def set_files(self, repo: RepoFiles | None) -> None:
+        self.beginResetModel()
+        self.files = list(repo.files) if repo is not None else []
+        self.recommended = repo.recommended if repo is not None else None
+        self.endResetModel()
+
+    def file_at(self, row: int) -> ModelFile | None:
+        return self.files[row] if 0 <= row < len(self.files) else None
+
+    def row_of(self, file: ModelFile) -> int:
+        return self.files.index(file) if file in self.files else -1
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.files)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def fit_text(self, file: ModelFile) -> str:
+        if file.kind != "model":
+            return KIND_LABELS.get(file.kind, file.kind)
+        if not file.complete:
+            return "Incomplete: parts are missing"
+        return file.fit.label if file.fit is not None else "Unknown"
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        from ..hub import format_size
+
+        if not index.isValid():
+            return None
+        file = self.files[index.row()]
+        column = index.column()
+        recommended = file is self.recommended
+        if role == Qt.ItemDataRole.DisplayRole:
+            name = file.name + (f" ({len(file.parts)} parts)" if file.is_split else "")
+            if recommended:
+                name = f"★ {name} (recommended)"
+            bits = f"{file.bits_per_weight:.2f}" if file.bits_per_weight else ""
+            return (name, file.quantization or "", bits, format_size(file.size), self.fit_text(file))[column]
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if file.kind != "model" or not file.complete:
+                return QBrush(QColor("#6e7781"))
+            if column == 4 and file.verdict:
+                return QBrush(QColor(VERDICT_COLOURS.get(file.verdict, "#1f2328")))
+            if recommended:
+                return QBrush(QColor("#1f2328"))
+        if role == Qt.ItemDataRole.BackgroundRole and recommended:
+            return QBrush(QColor(RECOMMENDED_BACKGROUND))
+        if role == Qt.ItemDataRole.FontRole and (recommended or column == 4):
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == 4 and file.fit is not None:
+                return file.fit.summary
+            return "\n".join(file.paths)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+def _table(name: str, parent: QWidget) -> QTableView:
+    view = QTableView(parent)
+    view.setObjectName(name)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.verticalHeader().hide()
+    view.setAlternatingRowColors(True)
+    view.setShowGrid(False)
+    view.setWordWrap(False)
+    view.horizontalHeader().setHighlightSections(False)
+    return view
+
+
+class HubBrowser(QDialog):
+    """Search the Hub for GGUF models, see a repository's files and card, and download one.
+
+    Signals:
+        searchFinished(int): a search (or "Load more") answered; the number of results shown.
+        filesLoaded(str): the file list of this repository is shown.
+        cardLoaded(str): the model card of this repository is shown.
+        errorShown(str): a message was shown (plain text).
+        downloadStarted(object): a ``DownloadTask`` was queued.
+    """
+
+    searchFinished = Signal(int)
+    filesLoaded = Signal(str)
+    cardLoaded = Signal(str)
+    errorShown = Signal(str)
+    downloadStarted = Signal(object)
+
+    def __init__(
+        self,
+        downloads: DownloadManager,
+        *,
+        token: Callable[[], str],
+        endpoint: str | None = None,
+        hardware: Hardware | None = None,
+        dark: bool = False,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("hubBrowser")
+        self.setAccessibleName("Discover models")
+        self.setWindowTitle("Discover models")
+        self.downloads = downloads
+        self._token = token
+        self._endpoint = endpoint
+        self._hardware = hardware
+        self._dark = dark
+        self._cursor: str | None = None
+        self._repo: RepoFiles | None = None
+        self._repo_id: str | None = None
+        self._searched = False
+        self.tasks = HubTasks(self)
+        self._build()
+        self.resize(1240, 820)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.search_edit = QLineEdit(self)
+        self.search_edit.setObjectName("hubSearchEdit")
+        self.search_edit.setAccessibleName("Search models")
+        self.search_edit.setPlaceholderText("Search GGUF models on the Hugging Face Hub, e.g. llama 3.2 1b")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.returnPressed.connect(self.search)
+        self.sort_combo = QComboBox(self)
+        self.sort_combo.setObjectName("hubSortCombo")
+        self.sort_combo.setAccessibleName("Sort by")
+        for key, label in SORTS:
+            self.sort_combo.addItem(label, key)
+        self.sort_combo.activated.connect(lambda _i: self.search())
+        self.search_button = QPushButton("Search", self)
+        self.search_button.setObjectName("hubSearchButton")
+        self.search_button.clicked.connect(self.search)
+        top = QHBoxLayout()
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(QLabel("Sort:", self))
+        top.addWidget(self.sort_combo)
+        top.addWidget(self.search_button)
+
+        self.message = QLabel(self)
+        self.message.setObjectName("hubMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.RichText)
+        self.message.setOpenExternalLinks(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.message.hide()
+
+        self.results = ResultsModel(self)
+        self.results_view = _table("hubResultsView", self)
+        self.results_view.setAccessibleName("Search results")
+        self.results_view.setModel(self.results)
+        header = self.results_view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 165)
+        self.results_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.results_view.selectionModel().currentRowChanged.connect(self._on_result_changed)
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("hubStatus")
+        self.load_more_button = QPushButton("Load more", self)
+        self.load_more_button.setObjectName("hubLoadMoreButton")
+        self.load_more_button.clicked.connect(self.load_more)
+        self.load_more_button.setEnabled(False)
+        left = QWidget(self)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.results_view, 1)
+        more = QHBoxLayout()
+        more.addWidget(self.status_label, 1)
+        more.addWidget(self.load_more_button)
+        left_layout.addLayout(more)
+
+        self.repo_label = QLabel("Choose a model on the left to see its files and model card.", self)
+        self.repo_label.setObjectName("hubRepoLabel")
+        self.repo_label.setWordWrap(True)
+        self.repo_label.setTextFormat(Qt.TextFormat.RichText)
+        self.repo_label.setOpenExternalLinks(True)
+        self.files = FilesModel(self)
+        self.files_view = _table("hubFilesView", self)
+        self.files_view.setAccessibleName("Model files")
+        self.files_view.setModel(self.files)
+        fheader = self.files_view.horizontalHeader()
+        fheader.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        fheader.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.files_view.selectionModel().selectionChanged.connect(lambda *_: self._update_download_button())
+        self.files_view.doubleClicked.connect(lambda _i: self.download_selected())
+        self.download_button = QPushButton("Download", self)
+        self.download_button.setObjectName("downloadButton")
+        self.download_button.setEnabled(False)
+        self.download_button.clicked.connect(self.download_selected)
+        self.file_hint = QLabel(self)
+        self.file_hint.setObjectName("hubFileHint")
+        self.file_hint.setMinimumWidth(120)
+        self.card = QTextBrowser(self)
+        self.card.setObjectName("hubModelCard")
+        self.card.setAccessibleName("Model card")
+        self.card.setOpenExternalLinks(True)
+        self.card.setPlaceholderText("The model card appears here.")
+
+        files_box = QWidget(self)
+        files_layout = QVBoxLayout(files_box)
+        files_layout.setContentsMargins(0, 0, 0, 0)
+        files_layout.addWidget(self.repo_label)
+        files_layout.addWidget(self.files_view, 1)
+        actions = QHBoxLayout()
+        actions.addWidget(self.file_hint, 1)
+        actions.addWidget(self.download_button)
+        files_layout.addLayout(actions)
+        right = QSplitter(Qt.Orientation.Vertical, self)
+        right.addWidget(files_box)
+        right.addWidget(self.card)
+        right.setSizes([330, 300])
+
+        main = QSplitter(Qt.Orientation.Horizontal, self)
+        main.setObjectName("hubSplitter")
+        main.addWidget(left)
+        main.addWidget(right)
+        main.setSizes([590, 650])
+
+        self.downloads_panel = DownloadsPanel(self.downloads, self)
+        self.downloads_panel.setMinimumHeight(90)
+        outer = QSplitter(Qt.Orientation.Vertical, self)
+        outer.addWidget(main)
+        outer.addWidget(self.downloads_panel)
+        outer.setStretchFactor(0, 1)
+        outer.setSizes([700, 110])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.message)
+        layout.addWidget(outer, 1)
+        self.downloads.downloadFailed.connect(self._on_download_failed)
+
+    # -- Hub calls -----------------------------------------------------------------------------
+
+    def catalog(self) -> HubCatalog:
+        """A catalog with the current token (read each time: Preferences may have changed it)."""
+        from ..hub import HubCatalog
+
+        return HubCatalog(self._endpoint, self._token() or None, hardware=self._hardware)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._searched:
+            self.search()
+
+    def search(self) -> None:
+        """Run a new search with the box's text and the chosen sort order."""
+        self._searched = True
+        catalog = self.catalog()
+        query = self.search_edit.text()
+        sort = str(self.sort_combo.currentData())
+        self.status_label.setText("Searching…")
+        self.load_more_button.setEnabled(False)
+        self.tasks.run(
+            lambda: catalog.search(query, sort=sort),  # type: ignore[arg-type]
+            lambda page: self._on_page(page, append=False),
+            self._on_search_failed,
+            channel="search",
+        )
+
+    def load_more(self) -> None:
+        """Fetch the next page of the current search."""
+        cursor = self._cursor
+        if cursor is None:
+            return
+        catalog = self.catalog()
+        self.load_more_button.setEnabled(False)
+        self.status_label.setText("Loading more…")
+        self.tasks.run(
+            lambda: catalog.search("", page_cursor=cursor),
+            lambda page: self._on_page(page, append=True),
+            self._on_search_failed,
+            channel="search",
+        )
+
+    def _on_page(self, page: SearchPage, *, append: bool) -> None:
+        self.clear_message()
+        self.results.set_repos(page.results, append=append)
+        self._cursor = page.next_cursor
+        self.load_more_button.setEnabled(page.has_more)
+        count = self.results.rowCount()
+        if count == 0:
+            self.status_label.setText("No GGUF models match. Try fewer or other words.")
+        else:
+            more = " — more available" if page.has_more else ""
+            self.status_label.setText(f"{count} model{'s' if count != 1 else ''}{more}")
+        self.searchFinished.emit(count)
+
+    def _on_search_failed(self, exc: LlamaDeskError) -> None:
+        self.status_label.setText("")
+        self.load_more_button.setEnabled(self._cursor is not None)
+        self.show_error(exc)
+
+    def select_repo(self, repo_id: str) -> None:
+        """Show ``repo_id``'s files and model card (both fetched in the background)."""
+        self._repo_id = repo_id
+        self._repo = None
+        self.files.set_files(None)
+        self._update_download_button()
+        summary = next((r for r in self.results.repos if r.repo_id == repo_id), None)
+        self._show_repo_header(repo_id, summary)
+        self.card.setPlainText("Loading the model card…")
+        catalog = self.catalog()
+        self.tasks.run(
+            lambda: catalog.files(repo_id),
+            self._on_files,
+            lambda exc: self._on_repo_failed(repo_id, exc),
+            channel="files",
+        )
+        self.tasks.run(
+            lambda: catalog.model_card(repo_id),
+            lambda text: self._on_card(repo_id, text),
+            lambda exc: self._on_card_failed(repo_id, exc),
+            channel="card",
+        )
+
+    def _show_repo_header(self, repo_id: str, summary: RepoSummary | None) -> None:
+        url = f"{self.catalog().endpoint}/{repo_id}"
+        bits = [f"<b>{html.escape(repo_id)}</b>"]
+        if summary is not None:
+            facts = [
+                summary.architecture or "",
+                f"{short_number(summary.parameter_count)} parameters" if summary.parameter_count else "",
+                f"{short_number(summary.context_length)} context" if summary.context_length else "",
+            ]
+            if any(facts):
+                bits.append(" · ".join(f for f in facts if f))
+            if summary.gated:
+                bits.append("<span style='color:#bc4c00'><b>Gated</b>: needs an access token</span>")
+        bits.append(f"<a href='{html.escape(url)}'>Open on the Hub</a>")
+        self.repo_label.setText(" — ".join(bits))
+
+    def _on_files(self, repo: RepoFiles) -> None:
+        if repo.repo_id != self._repo_id:
+            return
+        self._repo = repo
+        self.files.set_files(repo)
+        if repo.recommended is not None:
+            self.files_view.selectRow(self.files.row_of(repo.recommended))
+        elif self.files.rowCount():
+            self.files_view.selectRow(0)
+        if not repo.files:
+            self.file_hint.setText("This repository has no GGUF files.")
+        self._update_download_button()
+        self.filesLoaded.emit(repo.repo_id)
+
+    def _on_repo_failed(self, repo_id: str, exc: LlamaDeskError) -> None:
+        if repo_id == self._repo_id:
+            self.file_hint.setText("The file list could not be loaded.")
+            self.show_error(exc, repo_id)
+
+    def _on_card(self, repo_id: str, text: str) -> None:
+        if repo_id != self._repo_id:
+            return
+        if not text.strip():
+            self.card.setPlainText("This model has no model card.")
+        else:
+            self.card.setHtml(render_markdown(text, dark=self._is_dark()).html)
+        self.cardLoaded.emit(repo_id)
+
+    def _on_card_failed(self, repo_id: str, exc: LlamaDeskError) -> None:
+        if repo_id != self._repo_id:
+            return
+        self.card.setPlainText("The model card could not be loaded.")
+        self.show_error(exc, repo_id)
+
+    def _is_dark(self) -> bool:
+        return self._dark or self.palette().color(QPalette.ColorRole.Base).lightness() < 128
+
+    # -- results and files -----------------------------------------------------------------------
+
+    def _on_result_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            repo_id = self.results.data(current, ResultsModel.REPO_ROLE)
+            if repo_id and repo_id != self._repo_id:
+                self.select_repo(str(repo_id))
+
+    def selected_file(self) -> ModelFile | None:
+        rows = self.files_view.selectionModel().selectedRows()
+        return self.files.file_at(rows[0].row()) if rows else None
+
+    def _update_download_button(self) -> None:
+        from ..hub import format_size
+
+        file = self.selected_file()
+        problem = ""
+        if file is None:
+            problem = "Choose a file to download." if self._repo is not None and self._repo.files else ""
+        elif file.kind != "model":
+            problem = f"{file.name} is a {KIND_LABELS.get(file.kind, file.kind)}: it can't be chatted with."
+        elif not file.complete:
+            problem = "Some parts of this split model are missing from the repository."
+        self.download_button.setEnabled(file is not None and not problem)
+        if file is not None and not problem:
+            summary = file.fit.summary if file.fit is not None else ""
+            self.file_hint.setText(f"{file.name} · {format_size(file.size)}. {summary}".strip())
+            self.file_hint.setToolTip(self.file_hint.text())
+        elif problem or self._repo is not None:
+            self.file_hint.setText(problem)
+
+    def download_selected(self) -> None:
+        """Queue the chosen file (after asking, if it is too large for this computer)."""
+        file = self.selected_file()
+        repo = self._repo
+        if file is None or repo is None or not self.download_button.isEnabled():
+            return
+        if file.verdict == "too_large" and not self.confirm_too_large(file):
+            return
+        try:
+            task = self.downloads.add(repo.repo_id, file, revision=repo.revision)
+        except LlamaDeskError as exc:
+            self.show_error(exc, repo.repo_id)
+            return
+        self.downloadStarted.emit(task)
+
+    def confirm_too_large(self, file: ModelFile) -> bool:
+        summary = file.fit.summary if file.fit is not None else ""
+        answer = QMessageBox.question(
+            self,
+            "This model is too large",
+            f"{file.name} is probably too large for this computer. {summary}\n\nDownload it anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _on_download_failed(self, _task_id: str, message: str) -> None:
+        if self.isVisible():
+            self.show_message(html.escape(message))
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def show_error(self, exc: LlamaDeskError, repo_id: str | None = None) -> None:
+        self.show_message(error_html(exc, repo_id))
+
+    def show_message(self, rich_text: str) -> None:
+        self.message.setText(rich_text)
+        self.message.setStyleSheet(
+            "#hubMessage { background: #ffebe9; color: #82071e; border: 1px solid #ff8182;"
+            " border-radius: 4px; padding: 6px; }"
+        )
+        self.message.show()
+        self.errorShown.emit(self.message_text())
+
+    def message_text(self) -> str:
+        """The message shown, as plain text ("" when none)."""
+        if self.message.isHidden():
+            return ""
+        doc = QTextDocument()
+        doc.setHtml(self.message.text())
+        return doc.toPlainText()
+
+    def clear_message(self) -> None:
+        self.message.hide()
+        self.message.clear()
+
+    def shutdown(self) -> None:
+        """Wait for Hub calls still running (at app exit)."""
+        self.tasks.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.tasks.cancel("search")
+        super().closeEvent(event)

@@ -1,0 +1,222 @@
+"""Background runners for the Hub: catalog calls on a thread pool, and a Qt face for the download queue.
+
+Nothing here touches a widget. Results and download callbacks arrive on worker threads and
+are re-emitted as signals of objects that live on the GUI thread, so Qt queues them there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..errors import LlamaDeskError
+
+if TYPE_CHECKING:
+    from ..hub import DownloadProgress, DownloadQueue, DownloadTask, FilePart, ModelFile
+
+log = logging.getLogger(__name__)
+
+
+class _Relay(QObject):
+    """Carries one background result to the GUI thread (it lives there, so the emit is queued)."""
+
+    done = Signal(int, bool, object)  # request id, ok, result or error message
+
+
+class _Job(QRunnable):
+    def __init__(self, relay: _Relay, request: int, work: Callable[[], Any]) -> None:
+        super().__init__()
+        self.setAutoDelete(True)
+        self._relay = relay
+        self._request = request
+        self._work = work
+
+    def run(self) -> None:
+        try:
+            result: Any = self._work()
+            ok = True
+        except LlamaDeskError as exc:
+            result, ok = exc, False
+        except Exception as exc:  # never let a traceback reach the user
+            log.exception("background Hub call failed")
+            result, ok = LlamaDeskError(f"Something went wrong: {exc}"), False
+        try:
+            self._relay.done.emit(self._request, ok, result)
+        except RuntimeError:  # the receiver is gone (its window closed)
+            pass
+
+
+class HubTasks(QObject):
+    """Runs catalog calls off the GUI thread; each call has a success and a failure path.
+
+    ``run(work, success, failure)`` returns a request id; results of a call superseded by a
+    newer call with the same ``channel`` are dropped (a newer search wins over an older one).
+    """
+
+    def __init__(self, parent: QObject | None = None, *, max_threads: int = 3) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(max_threads)
+        self._relay = _Relay(self)
+        self._relay.done.connect(self._on_done)
+        self._next = 0
+        self._pending: dict[int, tuple[str, Callable[[Any], None], Callable[[LlamaDeskError], None]]] = {}
+        self._latest: dict[str, int] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def run(
+        self,
+        work: Callable[[], Any],
+        success: Callable[[Any], None],
+        failure: Callable[[LlamaDeskError], None],
+        *,
+        channel: str = "",
+    ) -> int:
+        self._next += 1
+        request = self._next
+        self._pending[request] = (channel, success, failure)
+        if channel:
+            self._latest[channel] = request
+        self._pool.start(_Job(self._relay, request, work))
+        return request
+
+    def cancel(self, channel: str) -> None:
+        """Forget the answer of the newest call on ``channel`` (it still finishes in the background)."""
+        self._latest.pop(channel, None)
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Drop queued calls and wait for running ones; True if all ended in time."""
+        self._pending.clear()
+        self._pool.clear()
+        return self._pool.waitForDone(timeout_ms)
+
+    def _on_done(self, request: int, ok: bool, result: Any) -> None:
+        entry = self._pending.pop(request, None)
+        if entry is None:
+            return
+        channel, success, failure = entry
+        if channel and self._latest.get(channel) != request:
+            return
+        if ok:
+            success(result)
+        else:
+            failure(result)
+
+
+class DownloadManager(QObject):
+    """The download queue for the whole app, with its thread callbacks turned into GUI-thread signals.
+
+    Signals:
+        taskAdded(object): a ``DownloadTask`` was queued.
+        progressChanged(str, object): task id and its ``DownloadProgress`` (≥ 4 a second while bytes flow).
+        taskFinished(str, object): a task stopped (done, paused, cancelled or failed); the task.
+        downloadFinished(object): the installed ``Path`` of a completed download.
+        downloadFailed(str, str): task id and the message for the user.
+    """
+
+    taskAdded = Signal(object)
+    progressChanged = Signal(str, object)
+    taskFinished = Signal(str, object)
+    downloadFinished = Signal(object)
+    downloadFailed = Signal(str, str)
+    _progress = Signal(object, object)
+    _finished = Signal(object)
+
+    def __init__(
+        self,
+        models_dir: Path,
+        *,
+        token: str | None = None,
+        endpoint: str | None = None,
+        max_parallel: int = 1,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        from ..hub import Downloader, DownloadQueue
+
+        self.downloader = Downloader(models_dir, endpoint=endpoint, token=token)
+        self.queue: DownloadQueue = DownloadQueue(
+            self.downloader,
+            max_parallel=max_parallel,
+            on_progress=self._on_thread_progress,
+            on_finished=self._on_thread_finished,
+        )
+        self._closed = False
+        self._reported: set[tuple[str, str]] = set()
+        self._progress.connect(self._emit_progress)
+        self._finished.connect(self._emit_finished)
+
+    # -- called from download threads: only emit ---------------------------------------------
+
+    def _on_thread_progress(self, task: DownloadTask, progress: DownloadProgress) -> None:
+        if not self._closed:
+            self._progress.emit(task, progress)
+
+    def _on_thread_finished(self, task: DownloadTask) -> None:
+        if not self._closed:
+            self._finished.emit(task)
+
+    # -- GUI thread ----------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[DownloadTask]:
+        return self.queue.tasks
+
+    def set_token(self, token: str | None) -> None:
+        """Use a new access token for downloads started from now on (set in Preferences)."""
+        self.downloader._token = token or None
+
+    def set_max_parallel(self, value: int) -> None:
+        self.queue.max_parallel = value
+
+    def add(
+        self, repo_id: str, files: ModelFile | Sequence[str | FilePart] | str, *, revision: str = "main"
+    ) -> DownloadTask:
+        """Queue a download; raises ``HubError`` when it can't be queued."""
+        known = {t.id for t in self.queue.tasks}
+        task = self.queue.add(repo_id, files, revision=revision)
+        if task.id not in known:
+            self.taskAdded.emit(task)
+        return task
+
+    def pause(self, task: DownloadTask) -> None:
+        self.queue.pause(task)
+
+    def resume(self, task: DownloadTask) -> None:
+        self._reported.discard((task.id, "failed"))
+        self.queue.resume(task)
+
+    def cancel(self, task: DownloadTask) -> None:
+        self.queue.cancel(task)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Pause every download (partial files are kept for next time) and wait for the threads."""
+        if self._closed:
+            return
+        self.queue.shutdown(timeout)
+        self._closed = True
+
+    def _emit_progress(self, task: DownloadTask, progress: DownloadProgress) -> None:
+        self.progressChanged.emit(task.id, progress)
+
+    def _emit_finished(self, task: DownloadTask) -> None:
+        from ..hub import DownloadState
+
+        state = task.state
+        key = (task.id, state.value)
+        if key in self._reported and state is not DownloadState.PAUSED:
+            return  # the queue may report a stop twice (listener and exit hook)
+        self._reported.add(key)
+        self.taskFinished.emit(task.id, task)
+        if state is DownloadState.DONE:
+            self.downloadFinished.emit(task.path)
+        elif state is DownloadState.FAILED:
+            message = str(task.error) if task.error is not None else "The download failed."
+            self.downloadFailed.emit(task.id, message)

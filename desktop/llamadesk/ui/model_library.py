@@ -1,0 +1,440 @@
+"""The "My models" window: every model on this computer, with load, import, delete and reveal.
+
+Lists the starter, downloads, imports and the Hugging Face cache from ``hub.ModelLibrary``.
+Broken and unfinished files are shown as such and can't be loaded; an unfinished download
+can be resumed.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import LlamaDeskError
+from .downloads_panel import DownloadsPanel
+from .hub_browser import short_number
+from .hub_worker import DownloadManager, HubTasks
+
+if TYPE_CHECKING:
+    from ..hub import LibraryModel, ModelLibrary
+
+_Index = QModelIndex | QPersistentModelIndex
+SOURCE_TEXT = {
+    "starter": "Starter (built in)",
+    "downloaded": "Downloaded",
+    "imported": "Imported",
+    "hf-cache": "Hugging Face cache",
+}
+GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
+
+
+def gguf_paths(mime: QMimeData) -> list[Path]:
+    """Local ``.gguf`` files in a drag-and-drop payload."""
+    if not mime.hasUrls():
+        return []
+    found = []
+    for url in mime.urls():
+        if url.isLocalFile() and url.toLocalFile().lower().endswith(".gguf"):
+            found.append(Path(url.toLocalFile()))
+    return found
+
+
+def state_text(model: LibraryModel) -> str:
+    if model.state == "broken":
+        return f"Broken: {model.message}" if model.message else "Broken"
+    if model.state == "partial":
+        return "Partial download (resume it to finish)"
+    if model.kind != "model":
+        return "Not a chat model (vision projector)" if model.kind == "mmproj" else "Not a chat model"
+    return "Ready"
+
+
+class LibraryTableModel(QAbstractTableModel):
+    """The library's models as rows."""
+
+    HEADERS = ("Name", "Size", "Quantization", "Source", "Repository", "Added", "State")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.models: list[LibraryModel] = []
+
+    def set_models(self, models: list[LibraryModel]) -> None:
+        self.beginResetModel()
+        self.models = list(models)
+        self.endResetModel()
+
+    def model_at(self, row: int) -> LibraryModel | None:
+        return self.models[row] if 0 <= row < len(self.models) else None
+
+    def row_of(self, key: str) -> int:
+        return next((i for i, m in enumerate(self.models) if m.key == key), -1)
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.models)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        from ..hub import format_size
+
+        if not index.isValid():
+            return None
+        model = self.models[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            source = SOURCE_TEXT.get(model.source, model.source)
+            if model.source == "imported":
+                source += " (in place)" if model.in_place else " (copied)"
+            return (
+                model.name,
+                format_size(model.size),
+                model.quantization or "",
+                source,
+                model.repo_id or "",
+                model.added.astimezone().strftime("%Y-%m-%d") if model.added else "",
+                state_text(model),
+            )[column]
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if model.state == "broken":
+                return QBrush(QColor("#cf222e"))
+            if model.state == "partial" or model.kind != "model":
+                return QBrush(QColor("#9a6700"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{model.message}\n{model.path}" if model.message else str(model.path)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column == 1:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class ModelLibraryPage(QDialog):
+    """Every local model, with Load, Import…, Delete, Reveal and Resume download.
+
+    Signals:
+        loadRequested(object): the ``Path`` of the model to load.
+        modelsChanged: a model was imported, deleted or finished downloading.
+        importFinished(object): the ``LibraryModel`` just imported.
+        messageShown(str): a message was shown (plain text).
+    """
+
+    loadRequested = Signal(object)
+    modelsChanged = Signal()
+    importFinished = Signal(object)
+    messageShown = Signal(str)
+
+    def __init__(
+        self,
+        library: ModelLibrary,
+        *,
+        downloads: DownloadManager | None = None,
+        loaded_path: Callable[[], Path | None] = lambda: None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelLibrary")
+        self.setAccessibleName("My models")
+        self.setWindowTitle("My models")
+        self.library = library
+        self.downloads = downloads
+        self._loaded_path = loaded_path
+        self.tasks = HubTasks(self, max_threads=1)
+        self._build()
+        self.resize(1100, 620)
+        if downloads is not None:
+            downloads.downloadFinished.connect(lambda _path: self.refresh())
+        self.refresh()
+
+    def _build(self) -> None:
+        self.message = QLabel(self)
+        self.message.setObjectName("libraryMessage")
+        self.message.setWordWrap(True)
+        self.message.hide()
+        self.table = LibraryTableModel(self)
+        self.view = QTableView(self)
+        self.view.setObjectName("libraryView")
+        self.view.setAccessibleName("Models on this computer")
+        self.view.setModel(self.table)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.verticalHeader().hide()
+        self.view.setAlternatingRowColors(True)
+        self.view.setShowGrid(False)
+        self.view.setWordWrap(False)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(6, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(6, 220)
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.view.doubleClicked.connect(lambda _i: self.load_selected())
+
+        self.load_button = QPushButton("Load", self)
+        self.load_button.setObjectName("libraryLoadButton")
+        self.load_button.clicked.connect(self.load_selected)
+        self.import_button = QPushButton("Import…", self)
+        self.import_button.setObjectName("libraryImportButton")
+        self.import_button.clicked.connect(self.ask_import)
+        self.delete_button = QPushButton("Delete…", self)
+        self.delete_button.setObjectName("libraryDeleteButton")
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
+        self.reveal_button = QPushButton("Show in folder", self)
+        self.reveal_button.setObjectName("libraryRevealButton")
+        self.reveal_button.clicked.connect(self.reveal_selected)
+        self.resume_button = QPushButton("Resume download", self)
+        self.resume_button.setObjectName("libraryResumeButton")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.details = QLabel(self)
+        self.details.setObjectName("libraryDetails")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QHBoxLayout()
+        for button in (self.load_button, self.import_button, self.delete_button, self.reveal_button):
+            buttons.addWidget(button)
+        buttons.addWidget(self.resume_button)
+        buttons.addStretch(1)
+
+        top = QWidget(self)
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.view, 1)
+        top_layout.addWidget(self.details)
+        top_layout.addLayout(buttons)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.message)
+        if self.downloads is not None:
+            self.downloads_panel: DownloadsPanel | None = DownloadsPanel(self.downloads, self)
+            split = QSplitter(Qt.Orientation.Vertical, self)
+            split.addWidget(top)
+            split.addWidget(self.downloads_panel)
+            split.setStretchFactor(0, 1)
+            split.setSizes([520, 90])
+            layout.addWidget(split, 1)
+        else:
+            self.downloads_panel = None
+            layout.addWidget(top, 1)
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the library again, keeping the selection."""
+        current = self.selected()
+        try:
+            models = self.library.list()
+        except LlamaDeskError as exc:
+            self.show_message(str(exc), error=True)
+            models = []
+        self.table.set_models(models)
+        if self.library.warning:
+            self.show_message(self.library.warning, error=True)
+        row = self.table.row_of(current.key) if current is not None else -1
+        self.view.selectRow(row if row >= 0 else 0)
+        self._update_buttons()
+
+    def models(self) -> list[LibraryModel]:
+        return list(self.table.models)
+
+    def select(self, key: str) -> bool:
+        row = self.table.row_of(key)
+        if row >= 0:
+            self.view.selectRow(row)
+        return row >= 0
+
+    def selected(self) -> LibraryModel | None:
+        rows = self.view.selectionModel().selectedRows()
+        return self.table.model_at(rows[0].row()) if rows else None
+
+    def _update_buttons(self) -> None:
+        model = self.selected()
+        self.load_button.setEnabled(model is not None and model.loadable)
+        removable = model is not None and model.source not in ("starter", "hf-cache")
+        self.delete_button.setEnabled(removable)
+        self.reveal_button.setEnabled(model is not None)
+        resumable = (
+            model is not None
+            and model.state == "partial"
+            and bool(model.repo_id and model.repo_files)
+            and self.downloads is not None
+        )
+        self.resume_button.setVisible(resumable)
+        if model is None:
+            self.details.setText("")
+            return
+        facts = []
+        info = model.info
+        if info is not None:
+            if info.architecture:
+                facts.append(info.architecture)
+            if info.parameter_count:
+                facts.append(f"{short_number(info.parameter_count)} parameters")
+            if info.context_length:
+                facts.append(f"{info.context_length} tokens of context")
+        if model.message:
+            facts.append(model.message)
+        self.details.setText(" · ".join([str(model.path), *facts]))
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def load_selected(self) -> None:
+        model = self.selected()
+        if model is None:
+            return
+        if not model.loadable:
+            self.show_message(f"{model.name} can't be loaded: {state_text(model)}.", error=True)
+            return
+        self.loadRequested.emit(model.path)
+
+    def ask_import(self) -> None:
+        """Choose a .gguf file, then whether to use it where it is or copy it into the models folder."""
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), GGUF_FILTER)
+        if not path:
+            return
+        box = QMessageBox(self)
+        box.setWindowTitle("Import model")
+        box.setText(f"Import {Path(path).name}?")
+        box.setInformativeText(
+            "Use it where it is (no extra disk space; keep the file there), or copy it into "
+            f"LlamaDesk's models folder ({self.library.models_dir})."
+        )
+        in_place = box.addButton("Use where it is", QMessageBox.ButtonRole.AcceptRole)
+        copy = box.addButton("Copy", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked in (in_place, copy):
+            self.import_file(Path(path), copy=clicked is copy)
+
+    def import_file(self, path: Path, *, copy: bool = False) -> None:
+        """Import ``path`` in the background (a copy can take a while); emits ``importFinished``."""
+        self.import_button.setEnabled(False)
+        self.show_message(f"{'Copying' if copy else 'Adding'} {path.name}…")
+        library = self.library
+        self.tasks.run(
+            lambda: library.import_model(path, copy=copy), self._on_imported, self._on_import_failed
+        )
+
+    def _on_imported(self, model: LibraryModel) -> None:
+        self.import_button.setEnabled(True)
+        self.refresh()
+        self.select(model.key)
+        self.show_message(f"Added {model.name}.")
+        self.modelsChanged.emit()
+        self.importFinished.emit(model)
+
+    def _on_import_failed(self, exc: LlamaDeskError) -> None:
+        self.import_button.setEnabled(True)
+        self.show_message(str(exc), error=True)
+
+    def confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(
+            self,
+            title,
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def delete_selected(self, *, confirm: bool = True) -> bool:
+        """Delete the chosen model (after asking); True if it was removed."""
+        from ..hub import format_size
+
+        model = self.selected()
+        if model is None:
+            return False
+        if model.source in ("starter", "hf-cache"):
+            reason = (
+                "The starter model comes with LlamaDesk and can't be deleted."
+                if model.source == "starter"
+                else "Models in the Hugging Face cache are shared with other tools: remove them with "
+                "`hf cache delete`."
+            )
+            self.show_message(reason, error=True)
+            return False
+        loaded = self._loaded_path()
+        if loaded is not None and Path(loaded) == Path(model.path):
+            self.show_message(f"{model.name} is loaded: unload it (Model → Unload) first.", error=True)
+            return False
+        if model.deletable:
+            question = f"Delete {model.name}? This frees {format_size(model.size)} of disk space."
+        else:
+            question = f"Remove {model.name} from the list? The file itself is kept at {model.path}."
+        if confirm and not self.confirm("Delete model", question):
+            return False
+        try:
+            self.library.remove(model.key)
+        except LlamaDeskError as exc:
+            self.show_message(str(exc), error=True)
+            return False
+        self.refresh()
+        self.show_message(f"Removed {model.name}.")
+        self.modelsChanged.emit()
+        return True
+
+    def reveal_selected(self) -> None:
+        """Open the folder holding the chosen model in the file manager."""
+        model = self.selected()
+        if model is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(model.path).parent)))
+
+    def resume_selected(self) -> None:
+        """Continue an unfinished download from the bytes already on disk."""
+        model = self.selected()
+        if model is None or self.downloads is None or not model.repo_id or not model.repo_files:
+            return
+        try:
+            self.downloads.add(model.repo_id, list(model.repo_files), revision=model.revision or "main")
+        except LlamaDeskError as exc:
+            self.show_message(str(exc), error=True)
+            return
+        self.show_message(f"Resuming the download of {model.name}.")
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def show_message(self, text: str, *, error: bool = False) -> None:
+        colours = ("#ffebe9", "#82071e", "#ff8182") if error else ("#ddf4ff", "#0a3069", "#54aeff")
+        self.message.setStyleSheet(
+            f"#libraryMessage {{ background: {colours[0]}; color: {colours[1]};"
+            f" border: 1px solid {colours[2]}; border-radius: 4px; padding: 6px; }}"
+        )
+        self.message.setText(text)
+        self.message.show()
+        self.messageShown.emit(text)
+
+    def message_text(self) -> str:
+        return "" if self.message.isHidden() else html.unescape(self.message.text())
+
+    def shutdown(self) -> None:
+        self.tasks.shutdown()
