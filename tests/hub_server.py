@@ -306,7 +306,12 @@ class FakeHub:
             extra = {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else {}
             self._error(h, faults.status, None, "Injected failure", extra)
             return
-        if path == "/api/models":
+        if path == "/api/whoami-v2":
+            if token is None:
+                self._error(h, 401, None, "Invalid credentials in Authorization header")
+            else:
+                self._json(h, {"type": "user", "name": "test-user", "auth": {"type": "access_token"}})
+        elif path == "/api/models":
             self._search(h, query)
         elif path.startswith("/api/models/"):
             self._repo_api(h, path[len("/api/models/") :], query)

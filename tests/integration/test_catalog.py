@@ -198,6 +198,18 @@ def test_bad_token_is_refused_and_never_shown(hub: FakeHub, caplog: pytest.LogCa
     assert catalog.search("chat").results  # a valid token works
 
 
+def test_whoami_checks_the_token(hub: FakeHub, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(HubError, match="No access token") as missing:
+        HubCatalog().whoami()
+    assert missing.value.kind == "auth"
+    with pytest.raises(HubError) as refused:
+        HubCatalog(token=TOKEN).whoami()
+    assert refused.value.kind == "auth" and TOKEN not in str(refused.value) and TOKEN not in caplog.text
+    hub.valid_tokens.add(TOKEN)
+    assert HubCatalog(token=TOKEN).whoami() == "test-user"
+
+
 def test_server_error(hub: FakeHub) -> None:
     hub.faults.status, hub.faults.status_path = 503, "/api/"
     with pytest.raises(HubError, match="server error") as caught:

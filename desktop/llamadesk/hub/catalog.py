@@ -329,6 +329,16 @@ class HubCatalog:
             context_length=summary.context_length,
         )
 
+    def whoami(self) -> str:
+        """The Hub user name the token belongs to; HubError when it is missing or refused."""
+        if not self._token:
+            raise HubError("No access token: paste one from your Hugging Face settings first.", kind="auth")
+        try:
+            info = self._api.whoami(token=self._token)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return str(info.get("name") or "an unnamed account")
+
     def model_card(self, repo_id: str, revision: str = "main", *, strip_metadata: bool = True) -> str:
         """The repository's README (markdown); empty when it has none."""
         url = f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/README.md"

@@ -62,7 +62,7 @@ from .theme import apply_theme
 
 if TYPE_CHECKING:
     from .hub_browser import HubBrowser
-    from .hub_worker import DownloadManager
+    from .hub_worker import DownloadManager, HubTasks
     from .model_library import ModelLibraryPage
     from .preferences import PreferencesDialog
 
@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.hub_browser: HubBrowser | None = None
         self.model_library_page: ModelLibraryPage | None = None
         self._downloads: DownloadManager | None = None
+        self._hub_tasks: HubTasks | None = None
         self.setAcceptDrops(True)
         self.dark = False
 
@@ -280,6 +281,7 @@ class MainWindow(QMainWindow):
             "&Choose model…", self._show_model_list, [key("Ctrl+M")], icon_name="model"
         )
         self.reload_action = self._action("&Reload model", self.reload_model)
+        self.template_action = self._action("Chat &template…", self.edit_chat_template)
         self.unload_action = self._action("&Unload model", self.unload_model)
         self.stop_action = self._action("&Stop generating", self.stop, [key("Esc")], icon_name="stop")
         self.regenerate_action = self._action(
@@ -321,7 +323,7 @@ class MainWindow(QMainWindow):
         ):
             model_menu.addAction(action)
         model_menu.addSeparator()
-        for action in (self.reload_action, self.unload_action):
+        for action in (self.reload_action, self.unload_action, self.template_action):
             model_menu.addAction(action)
         model_menu.addSeparator()
         model_menu.addAction(self.stop_action)
@@ -982,8 +984,41 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 self._reset_picker()
                 return False
-        self.controller.load_model(Path(path), runtime)
+        self.controller.load_model(
+            Path(path), runtime, template_override=self.settings.template_overrides.get(key)
+        )
         return True
+
+    def edit_chat_template(self) -> None:
+        """Show the loaded model's chat template; a saved override reloads the model with it."""
+        from .template_dialog import TemplateDialog
+
+        loaded = self.controller.loaded
+        if loaded is None:
+            self.show_info("Load a model first to see or change its chat template.")
+            return
+        key = self.model_key()
+        dialog = TemplateDialog(
+            self._model_name() or loaded.path.stem,
+            loaded.info.chat_template,
+            self.settings.template_overrides.get(key, ""),
+            bos_token=loaded.info.bos_token or "",
+            eos_token=loaded.info.eos_token or "",
+            parent=self,
+        )
+        if dialog.exec() != TemplateDialog.DialogCode.Accepted:
+            return
+        override = dialog.result_override()
+        overrides = dict(self.settings.template_overrides)
+        if override:
+            overrides[key] = override
+        else:
+            overrides.pop(key, None)
+        if overrides == self.settings.template_overrides:
+            return
+        self.settings = self.settings.model_copy(update={"template_overrides": overrides})
+        self._save_settings()
+        self.reload_model()
 
     def reload_model(self) -> None:
         """Load the current model again (after runtime settings changed)."""
@@ -1063,6 +1098,21 @@ class MainWindow(QMainWindow):
         self._update_state()
 
     # ------------------------------------------------------------------ Hub: discover, my models, drops
+
+    def test_hub_token(self, token: str, dialog: PreferencesDialog) -> None:
+        """Ask the Hub who the token belongs to, off the GUI thread; the answer goes to ``dialog``."""
+        from ..hub import HubCatalog
+        from .hub_worker import HubTasks
+
+        if self._hub_tasks is None:
+            self._hub_tasks = HubTasks(self)
+        catalog = HubCatalog(token=token or None)
+        self._hub_tasks.run(
+            catalog.whoami,
+            lambda name: dialog.show_token_result(True, f"The token works: signed in as {name}."),
+            lambda error: dialog.show_token_result(False, str(error)),
+            channel="token",
+        )
 
     def download_manager(self) -> DownloadManager:
         """The app's download queue, created on first use; takes up token and settings changes."""
@@ -1171,6 +1221,8 @@ class MainWindow(QMainWindow):
                 window.shutdown()
         if self._downloads is not None:
             self._downloads.shutdown()
+        if self._hub_tasks is not None:
+            self._hub_tasks.shutdown()
 
     # ------------------------------------------------------------------ settings, theme, preferences
 
@@ -1242,11 +1294,7 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.settingsApplied.connect(self.apply_settings)
         dialog.reloadRequested.connect(self.reload_model)
-        dialog.testTokenRequested.connect(
-            lambda _token: dialog.show_token_result(
-                False, "The token is saved; it is checked the next time you browse models."
-            )
-        )
+        dialog.testTokenRequested.connect(lambda token: self.test_hub_token(token, dialog))
         dialog.exportAllRequested.connect(self.ask_export_all)
         dialog.deleteAllRequested.connect(self.delete_all_conversations)
         dialog.destroyed.connect(lambda: setattr(self, "preferences_dialog", None))
