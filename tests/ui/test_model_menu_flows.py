@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
 
 from hub_server import FakeHub
@@ -83,3 +84,85 @@ def test_token_check_asks_the_hub(
             assert expected in dialog.token_result.text()
         assert "✗" in dialog.token_result.text() and "hf_bad" not in dialog.token_result.text()
         dialog.close()
+
+
+def _tight_ram(monkeypatch: pytest.MonkeyPatch, spare: int) -> None:
+    """Pretend this machine has ``spare`` bytes of RAM free beyond the planner's reserve."""
+    import llamadesk.engine as engine
+    from llamadesk.engine.hardware import Hardware
+    from llamadesk.engine.planner import RAM_RESERVE
+
+    tight = Hardware(
+        total_ram=RAM_RESERVE + spare,
+        available_ram=RAM_RESERVE + spare,
+        cpu_count=2,
+        backend="CPU",
+        gpu_offload=False,
+    )
+    monkeypatch.setattr(engine, "detect_hardware", lambda **_: tight)
+
+
+@pytest.mark.model
+def test_too_large_model_warns_and_offers_a_context_that_fits(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starter = starter_model_path()
+    assert starter is not None
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
+    window.settings.runtime.n_ctx = 8192  # about 470 MB with this model
+    _tight_ram(monkeypatch, 400_000_000)
+
+    with qtbot.assertNotEmitted(window.controller.modelLoading):
+        assert not window.load_model(starter)
+        box = window.fit_warning
+        assert box is not None
+        qtbot.waitUntil(box.isVisible)
+        assert "8,192 tokens" in box.text() and "0.5 GB" in box.text()
+        qtbot.mouseClick(box.button(box.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert window.fit_warning is None
+
+    window.load_model(starter)
+    box = window.fit_warning
+    assert box is not None
+    qtbot.waitUntil(box.isVisible)
+    smaller = box.findChild(QPushButton, "loadSmallerContextButton")
+    assert smaller is not None
+    offer = smaller.text()
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000) as loaded:
+        qtbot.mouseClick(smaller, Qt.MouseButton.LeftButton)
+    n_ctx = loaded.args[0].n_ctx
+    assert 1024 <= n_ctx < 8192 and offer == f"Load with {n_ctx:,} tokens"
+    assert (
+        window.settings.runtime.n_ctx == 8192
+    )  # the suggestion is for this load, not a silent settings change
+
+
+@pytest.mark.model
+def test_cancelling_a_load_is_quiet_and_leaves_no_model(qtbot: QtBot, window: MainWindow) -> None:
+    starter = starter_model_path()
+    assert starter is not None
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
+    window.unload_model()
+    qtbot.waitUntil(lambda: window.controller.loaded is None, timeout=10_000)
+
+    # Hold the load at its first progress report (on the inference thread) until Cancel is clicked,
+    # so the click always lands mid-load however fast this machine is.
+    clicked = threading.Event()
+    hold = window.controller._worker.loadProgress.connect(
+        lambda _value: clicked.wait(10), Qt.ConnectionType.DirectConnection
+    )
+    with qtbot.waitSignal(window.controller.modelLoadFailed, timeout=60_000) as failed:
+        assert window.load_model(starter, confirm=False)
+        cancel = window.load_progress.cancel_button
+        qtbot.waitUntil(cancel.isVisible)  # shown in the toolbar, laid out, clickable
+        assert cancel.isEnabled() and cancel.width() > 20
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+        clicked.set()
+    window.controller._worker.loadProgress.disconnect(hold)
+    assert "cancelled" in failed.args[0]
+    assert window.controller.loaded is None
+    qtbot.waitUntil(lambda: not window.load_progress.isVisible())
+    assert window.banner.kind == "info" and "cancelled" in window.banner.text()
+
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):  # the next load is not cancelled
+        window.load_model(starter, confirm=False)

@@ -42,6 +42,7 @@ from ..errors import LlamaDeskError
 from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
 from ..settings import (
     GenerationSettings,
+    RuntimeSettings,
     Settings,
     SettingsError,
     SettingsStore,
@@ -61,6 +62,7 @@ from .status_bar import StatusBar
 from .theme import apply_theme
 
 if TYPE_CHECKING:
+    from ..engine import FitPlan, GGUFInfo
     from .hub_browser import HubBrowser
     from .hub_worker import DownloadManager, HubTasks
     from .model_library import ModelLibraryPage
@@ -141,6 +143,8 @@ class MainWindow(QMainWindow):
         self._reply_ids: list[int | None] = []
         self._reply_failed_store = False
         self._loading_path: Path | None = None
+        self._load_cancelled = False
+        self.fit_warning: QMessageBox | None = None  # open while asking whether to load a too-large model
         self._closed = False
 
         self._build_ui()
@@ -334,7 +338,9 @@ class MainWindow(QMainWindow):
         self.toolbar.addAction(self.new_chat_action)
         self.toolbar.addSeparator()
         self.toolbar.addWidget(self.model_picker)
-        self.toolbar.addWidget(self.load_progress)
+        # A toolbar shows or hides its widgets through their actions (QToolBar.addWidget's docs).
+        self.load_progress_action = self.toolbar.addWidget(self.load_progress)
+        self.load_progress_action.setVisible(False)
         self.toolbar.addAction(self.browse_action)
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.preferences_action)
@@ -362,7 +368,7 @@ class MainWindow(QMainWindow):
 
         self.model_picker.modelChosen.connect(lambda path: self.load_model(Path(path)))
         self.model_picker.openFileRequested.connect(self.ask_open_model_file)
-        self.load_progress.cancelRequested.connect(self.controller.cancel_load)
+        self.load_progress.cancelRequested.connect(self.cancel_load)
 
         self._libraryScanned.connect(self._on_library_scanned)
         QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_system_scheme_changed)
@@ -675,7 +681,11 @@ class MainWindow(QMainWindow):
         if self.generating:
             self.controller.stop()
         elif self._loading_path is not None:
-            self.controller.cancel_load()
+            self.cancel_load()
+
+    def cancel_load(self) -> None:
+        self._load_cancelled = True
+        self.controller.cancel_load()
 
     def regenerate(self) -> None:
         """Write the last reply again, as a new version next to the old one."""
@@ -971,23 +981,68 @@ class MainWindow(QMainWindow):
         except Exception:  # the plan is advice; never block a load on it
             log.exception("planning %s failed", path)
             plan = None
-        if confirm and plan is not None and plan.verdict == "too_large":
-            hint = f" It could work with a context of {plan.max_ctx} tokens." if plan.max_ctx else ""
-            answer = QMessageBox.warning(
-                self,
-                "This model may not fit",
-                f"{plan.summary}{hint}\n\nLoading it anyway may make your computer very slow or fail. "
-                "Load it anyway?",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.Cancel,
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                self._reset_picker()
-                return False
-        self.controller.load_model(
-            Path(path), runtime, template_override=self.settings.template_overrides.get(key)
-        )
+        too_large = plan is not None and (plan.verdict == "too_large" or plan.n_ctx < runtime.n_ctx)
+        if confirm and plan is not None and too_large:
+            self._warn_too_large(Path(path), info, runtime, plan)
+            return False
+        self._start_load(Path(path), runtime)
         return True
+
+    def _start_load(self, path: Path, runtime: RuntimeSettings) -> None:
+        key = self.model_key(path)
+        self.controller.load_model(path, runtime, template_override=self.settings.template_overrides.get(key))
+
+    def _warn_too_large(self, path: Path, info: GGUFInfo, runtime: RuntimeSettings, plan: FitPlan) -> None:
+        """Say why the model won't fit and offer the largest context that does (non-blocking)."""
+        from ..engine import estimate_memory
+
+        wanted = runtime.n_ctx or plan.n_ctx
+        if plan.verdict == "too_large":
+            text = plan.summary
+        else:
+            need = estimate_memory(info, wanted).total
+            text = (
+                f"With a context of {wanted:,} tokens it needs about {need / 1e9:.1f} GB, "
+                "more memory than this machine has free."
+            )
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "This model may not fit",
+            text,
+            QMessageBox.StandardButton.NoButton,
+            self,
+        )
+        box.setObjectName("fitWarning")
+        smaller = None
+        if plan.max_ctx:
+            box.setInformativeText(
+                f"It fits with a context of up to {plan.max_ctx:,} tokens (set now: {wanted:,}). "
+                "Loading it as it is may make your computer very slow or fail."
+            )
+            smaller = box.addButton(f"Load with {plan.max_ctx:,} tokens", QMessageBox.ButtonRole.AcceptRole)
+            smaller.setObjectName("loadSmallerContextButton")
+        else:
+            box.setInformativeText("Loading it anyway may make your computer very slow or fail.")
+        anyway = box.addButton("Load anyway", QMessageBox.ButtonRole.DestructiveRole)
+        anyway.setObjectName("loadAnywayButton")
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(smaller or cancel)
+        box.setEscapeButton(cancel)
+
+        def answered() -> None:
+            self.fit_warning = None
+            clicked = box.clickedButton()
+            if smaller is not None and clicked is smaller:
+                self._start_load(path, runtime.model_copy(update={"n_ctx": plan.max_ctx}))
+            elif clicked is anyway:
+                self._start_load(path, runtime)
+            else:
+                self._reset_picker()
+
+        box.finished.connect(answered)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.fit_warning = box
+        box.open()
 
     def edit_chat_template(self) -> None:
         """Show the loaded model's chat template; a saved override reloads the model with it."""
@@ -1049,7 +1104,9 @@ class MainWindow(QMainWindow):
 
     def _on_model_loading(self, path: str) -> None:
         self._loading_path = Path(path)
+        self._load_cancelled = False
         self.load_progress.start(self._model_name(Path(path)) or Path(path).name)
+        self.load_progress_action.setVisible(True)
         self.model_picker.set_current_path(path)
         self._update_state()
 
@@ -1057,7 +1114,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._loading_path = None
-        self.load_progress.finish()
+        self.load_progress_action.setVisible(False)
         name = self._model_name(loaded.path) or loaded.path.name
         self.status.set_model(
             name,
@@ -1084,10 +1141,14 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._loading_path = None
-        self.load_progress.finish()
+        self.load_progress_action.setVisible(False)
         self.status.set_model(None)
         self._reset_picker()
-        self.show_error(message, "Choose another model, or lower the context length in Preferences.")
+        if self._load_cancelled:
+            self.show_info("Loading was cancelled. Choose a model to load when you are ready.")
+        else:
+            self.show_error(message, "Choose another model, or lower the context length in Preferences.")
+        self._load_cancelled = False
         self._update_state()
 
     def _on_model_unloaded(self) -> None:

@@ -149,16 +149,10 @@ class LoadProgress(QWidget):
         self.cancel_button.setAccessibleName("Cancel loading")
         self.cancel_button.clicked.connect(self.cancelRequested)
         layout.addWidget(self.cancel_button)
-        self.hide()
 
     def start(self, name: str) -> None:
         self.label.setText(f"Loading {name}…")
         self.bar.setValue(0)
-        self.cancel_button.setEnabled(True)
-        self.show()
 
     def set_progress(self, value: float) -> None:
         self.bar.setValue(round(max(0.0, min(1.0, value)) * 100))
-
-    def finish(self) -> None:
-        self.hide()
