@@ -48,9 +48,8 @@ def create_main_window(home: Path | None = None) -> MainWindow:
             f"{store.interrupted_count} reply(ies) were cut short when LlamaDesk last closed; they are kept "
             "and marked as interrupted."
         )
-    models_dir = Path(settings.app.models_dir).expanduser() if settings.app.models_dir else None
 
-    def make_library() -> Library:
+    def make_library(models_dir: Path | None) -> Library:
         from .hub.library import ModelLibrary  # imports huggingface_hub: not before the window shows
 
         return ModelLibrary(paths, models_dir=models_dir)

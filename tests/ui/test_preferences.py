@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPlainTextEdit,
+    QSlider,
     QSpinBox,
     QWidget,
 )
@@ -369,3 +370,22 @@ def test_special_words_can_be_typed(qtbot: QtBot) -> None:
     qtbot.keyClicks(gpu, "Auto")
     gpu.interpretText()
     assert gpu.value() == -2
+
+
+def test_slider_follows_typed_values_without_rounding_them(qtbot: QtBot) -> None:
+    settings = Settings()
+    settings.generation.temperature = 0.83  # between two slider steps
+    dialog = make_dialog(qtbot, settings)
+    spin = find(dialog, "temperatureSpin")
+    slider = find(dialog, "temperatureSlider")
+    assert isinstance(spin, QDoubleSpinBox) and isinstance(slider, QSlider)
+    assert spin.value() == pytest.approx(0.83)
+    spin.setValue(0.33)
+    assert spin.value() == pytest.approx(0.33) and slider.value() == round(0.33 / 0.05)
+    slider.setFocus()
+    qtbot.keyClick(slider, Qt.Key.Key_Right)  # the user moves the slider one step
+    assert spin.value() == pytest.approx(0.35 + 0.05)
+    settings_out, errors = dialog._build()
+    assert (
+        not errors and settings_out is not None and settings_out.generation.temperature == pytest.approx(0.4)
+    )

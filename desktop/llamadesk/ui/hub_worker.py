@@ -173,6 +173,10 @@ class DownloadManager(QObject):
         """Use a new access token for downloads started from now on (set in Preferences)."""
         self.downloader._token = token or None
 
+    def set_models_dir(self, folder: Path) -> None:
+        """Put downloads queued from now on into ``folder`` (queued ones keep their place)."""
+        self.downloader.models_dir = Path(folder)
+
     def set_max_parallel(self, value: int) -> None:
         self.queue.max_parallel = value
 

@@ -493,6 +493,7 @@ class PreferencesDialog(QDialog):
                 "runtime": runtime.model_dump(),
                 "app": sections["app"].model_dump(),
                 "presets": {key: preset.model_dump() for key, preset in presets.items()},
+                "template_overrides": dict(self._result.template_overrides),
             }
         )
         return settings, {}

@@ -303,8 +303,18 @@ class FieldEditor:
             slider.setToolTip(spec.description)
             slider.setMinimumWidth(160)
             minimum = spec.minimum
-            slider.valueChanged.connect(lambda pos: spin.setValue(minimum + pos * step))
-            spin.valueChanged.connect(lambda value: slider.setValue(round((value - minimum) / step)))
+            # Only the user's slider moves write the spin box: a typed 0.33 stays 0.33, not a slider step.
+            slider.actionTriggered.connect(
+                lambda _action: spin.setValue(minimum + slider.sliderPosition() * step)
+            )
+            slider.sliderMoved.connect(lambda pos: spin.setValue(minimum + pos * step))
+
+            def follow(value: float) -> None:
+                slider.blockSignals(True)
+                slider.setValue(round((value - minimum) / step))
+                slider.blockSignals(False)
+
+            spin.valueChanged.connect(follow)
             self._slider = slider
             line.addWidget(spin)
             line.addWidget(slider, 1)
