@@ -194,6 +194,40 @@ def test_stop_mid_reply(
     assert not window.composer.stop_button.isEnabled()
 
 
+def test_conversation_being_written_cannot_be_deleted_or_edited(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, max_tokens=2000)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    window.composer.set_text("Write a very long story about a llama who learns to program.")
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    conversation = current(window)
+    user = window.store.active_path(conversation)[0]
+
+    window.sidebar.confirm_delete(conversation)  # the sidebar's right-click "Delete…"
+    assert window.banner.kind == "info" and "stop it before deleting" in window.banner.text()
+    window.edit_message(user.id, "Something else")
+    assert "before you edit" in window.banner.text()
+    window.step_branch(user.id, 1)
+    assert window.generating and window.store.count_conversations() == 1
+    assert window.store.active_path(conversation)[0].content == user.content
+
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        window.stop()
+    assert window.store.active_path(conversation)[-1].status == "stopped"
+
+
+def test_enter_without_a_model_says_what_to_do(qtbot: QtBot, make_window: MakeWindow) -> None:
+    window = make_window()
+    window.composer.set_text("Hello?")
+    assert not window.composer.send_button.isEnabled()
+    qtbot.keyClick(window.composer.editor, Qt.Key.Key_Return)
+    assert window.banner.kind == "error" and "No model is loaded" in window.banner.text()
+    assert window.composer.text() == "Hello?" and window.store.count_conversations() == 0
+
+
 def test_regenerate_and_switch_versions(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
 ) -> None:
@@ -269,9 +303,25 @@ def test_new_chat_search_rename_delete(qtbot: QtBot, make_window: MakeWindow, ll
     qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     assert sidebar.search.hasFocus()
     qtbot.keyClicks(sidebar.search, "zebra")
+    assert model.query == ""  # searched once typing pauses, not per keystroke
+    qtbot.waitUntil(lambda: model.query == "zebra")
     assert model.rowCount() == 1 and row(model, 0).id == special.id
     sidebar.search.clear()
+    qtbot.keyClick(sidebar.search, Qt.Key.Key_Return)  # Enter searches at once
     assert model.rowCount() == 200
+
+    # A list refresh (as after every reply) waits while a title is edited in place.
+    sidebar.view.edit(model.index(3))
+    editing_id = row(model, 3).id
+    sidebar.refresh()
+    assert sidebar.view.state() == sidebar.view.State.EditingState
+    editor = sidebar.view.focusWidget()
+    assert editor is not None and editor is not sidebar.view
+    qtbot.keyClicks(editor, "Renamed while a reply finished")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: window.store.get_conversation(editing_id).title == "Renamed while a reply finished"
+    )
 
     assert model.setData(model.index(0), "Zebra facts")
     assert window.store.get_conversation(special.id).title == "Zebra facts"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QPushButton
+from PySide6.QtWidgets import QApplication, QDoubleSpinBox, QLineEdit, QPushButton
 from pytestqt.qtbot import QtBot
 
 from hub_server import FakeHub
@@ -166,3 +166,26 @@ def test_cancelling_a_load_is_quiet_and_leaves_no_model(qtbot: QtBot, window: Ma
 
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):  # the next load is not cancelled
         window.load_model(starter, confirm=False)
+
+
+def test_preferences_ok_keeps_template_overrides_and_updates_downloads(
+    qtbot: QtBot, window: MainWindow, llamadesk_home: Path, tmp_path: Path
+) -> None:
+    window.settings = window.settings.model_copy(update={"template_overrides": {"some-model": PLAIN}})
+    downloads = window.download_manager()  # as if Discover were already open
+    assert downloads.downloader._token is None
+
+    dialog = window.open_preferences()
+    temperature = dialog.findChild(QDoubleSpinBox, "temperatureSpin")
+    folder = dialog.findChild(QLineEdit, "modelsDirEdit")
+    assert temperature is not None and folder is not None
+    temperature.setValue(0.5)
+    folder.setText(str(tmp_path / "elsewhere"))
+    dialog.token_edit.setText("hf_new")
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+
+    saved = SettingsStore(get_paths(llamadesk_home).settings_file).load()
+    assert saved.generation.temperature == 0.5
+    assert saved.template_overrides == window.settings.template_overrides == {"some-model": PLAIN}
+    assert downloads.downloader._token == "hf_new"  # the next gated download uses it at once
+    assert downloads.downloader.models_dir == window.library.models_dir == tmp_path / "elsewhere"

@@ -132,9 +132,10 @@ class Composer(QWidget):
     # -- actions
 
     def submit(self) -> None:
-        if not self.send_button.isEnabled():
-            return
-        self.sendRequested.emit(self.editor.toPlainText().strip())
+        # Without a model Send is disabled, yet Enter still asks, so the window can say what to do.
+        text = self.editor.toPlainText().strip()
+        if text and not self._busy:
+            self.sendRequested.emit(text)
 
     def _escape(self) -> None:
         if self._busy:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
@@ -89,6 +90,8 @@ class LibraryEntry(Protocol):
 class Library(Protocol):
     """The local model library (``hub.library.ModelLibrary``)."""
 
+    models_dir: Path
+
     def list(self) -> list[Any]: ...
 
     def find(self, name_or_path: str) -> Any: ...
@@ -113,7 +116,7 @@ class MainWindow(QMainWindow):
         settings_store: SettingsStore,
         settings: Settings,
         store: ConversationStore,
-        library_factory: Callable[[], Library],
+        library_factory: Callable[[Path | None], Library],
         controller: InferenceController,
         parent: QWidget | None = None,
     ) -> None:
@@ -144,6 +147,7 @@ class MainWindow(QMainWindow):
         self._reply_failed_store = False
         self._loading_path: Path | None = None
         self._load_cancelled = False
+        self._loaded_identity: tuple[Path, tuple[str, str]] | None = None
         self.fit_warning: QMessageBox | None = None  # open while asking whether to load a too-large model
         self._closed = False
 
@@ -178,6 +182,10 @@ class MainWindow(QMainWindow):
         self._system_prompt_timer.setSingleShot(True)
         self._system_prompt_timer.setInterval(500)
         self._system_prompt_timer.timeout.connect(self.save_system_prompt)
+        self._draft_timer = QTimer(self)  # drafts are saved after a pause in typing, not per keystroke
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(500)
+        self._draft_timer.timeout.connect(self._save_draft)
 
         self.chat_view = ChatView(self)
         self.chat_view.setObjectName("chatView")
@@ -350,11 +358,12 @@ class MainWindow(QMainWindow):
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.conversationDeleted.connect(self._on_conversation_deleted)
         self.sidebar.storeFailed.connect(self.show_error)
+        self.sidebar.notice.connect(self.show_info)
 
         self.composer.sendRequested.connect(self.send)
         self.composer.stopRequested.connect(self.stop)
         self.composer.regenerateRequested.connect(self.regenerate)
-        self.composer.draftChanged.connect(self._save_draft)
+        self.composer.draftChanged.connect(self._draft_timer.start)
         self.system_prompt_edit.textChanged.connect(self._system_prompt_timer.start)
 
         self.chat_view.editRequested.connect(self.ask_edit_message)
@@ -402,6 +411,7 @@ class MainWindow(QMainWindow):
         self.composer.set_busy(self.generating)
         self.composer.set_can_regenerate(self._last_assistant() is not None)
         self.model_picker.setEnabled(not busy)
+        self.sidebar.locked_id = self._conversation_id if self.generating else None
         self.stop_action.setEnabled(busy)
         self.regenerate_action.setEnabled(loaded and not busy and self._last_assistant() is not None)
         self.reload_action.setEnabled(loaded and not busy)
@@ -451,8 +461,9 @@ class MainWindow(QMainWindow):
         self._flush_system_prompt()
         self._switch_to(conversation_id)
 
-    def _switch_to(self, conversation_id: int | None) -> None:
-        self._save_draft()
+    def _switch_to(self, conversation_id: int | None, *, save_draft: bool = True) -> None:
+        if save_draft:
+            self._save_draft()
         if conversation_id is not None:
             try:
                 self.store.get_conversation(conversation_id)
@@ -484,9 +495,8 @@ class MainWindow(QMainWindow):
 
     def _on_conversation_deleted(self, conversation_id: int) -> None:
         self.window_state.remove(f"drafts/{conversation_id}")
-        if conversation_id == self._conversation_id or self._conversation_id is None:
-            self._conversation_id = None
-            self._switch_to(None)
+        if conversation_id == self._conversation_id:
+            self._switch_to(None, save_draft=False)  # its draft went with it; the new chat keeps its own
 
     def _current_title(self) -> str:
         if self._conversation_id is None:
@@ -577,6 +587,7 @@ class MainWindow(QMainWindow):
         return f"drafts/{self._conversation_id or 'new'}"
 
     def _save_draft(self) -> None:
+        self._draft_timer.stop()
         if self._closed:
             return
         text = self.composer.text()
@@ -594,6 +605,9 @@ class MainWindow(QMainWindow):
         """Store the user's message and ask the model for a reply."""
         text = text.strip()
         if not text or self.generating:
+            return
+        if self._loading_path is not None:
+            self.show_info("The model is still loading; your message is kept. Send it once loading finishes.")
             return
         if self.controller.loaded is None:
             self.show_error(
@@ -614,7 +628,7 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc), "Your message is still in the box.")
             return
         self.composer.clear()
-        self.window_state.remove(self._draft_key())
+        self._save_draft()
         self.sidebar.refresh()
         self.sidebar.select(self._conversation_id)
         self._start_reply(None)
@@ -693,8 +707,21 @@ class MainWindow(QMainWindow):
         if last is not None:
             self.regenerate_message(last.id)
 
+    def _refuse_while_busy(self, doing: str) -> bool:
+        """True (and say why) when a reply is being written or a model is loading."""
+        if self.generating:
+            self.show_info(f"Stop the reply being written (Esc) before you {doing}.")
+            return True
+        if self._loading_path is not None:
+            self.show_info(f"Wait for the model to finish loading before you {doing}.")
+            return True
+        return False
+
     def regenerate_message(self, message_id: int) -> None:
-        if self.generating or self.controller.loaded is None:
+        if self._refuse_while_busy("regenerate a reply"):
+            return
+        if self.controller.loaded is None:
+            self.show_info("Load a model first to write a new version of this reply.")
             return
         try:
             message = self.store.get_message(message_id)
@@ -707,6 +734,8 @@ class MainWindow(QMainWindow):
         self._start_reply(parent)
 
     def ask_edit_message(self, message_id: int) -> None:
+        if self._refuse_while_busy("edit a message"):
+            return
         try:
             message = self.store.get_message(message_id)
         except StoreError as exc:
@@ -718,7 +747,7 @@ class MainWindow(QMainWindow):
 
     def edit_message(self, message_id: int, text: str) -> None:
         """Save an edited user message as a new branch and reply to it."""
-        if self.generating:
+        if self._refuse_while_busy("edit a message"):
             return
         try:
             edited = self.store.edit_message(message_id, text)
@@ -733,7 +762,7 @@ class MainWindow(QMainWindow):
 
     def step_branch(self, message_id: int, delta: int) -> None:
         """Show the previous/next version of a message (‹ 1/2 ›)."""
-        if self.generating:
+        if self._refuse_while_busy("switch versions"):
             return
         try:
             versions = self.store.siblings(message_id)
@@ -817,42 +846,45 @@ class MainWindow(QMainWindow):
 
     def model_key(self, path: Path | None = None) -> str:
         """The key presets are saved under for ``path`` (default: the loaded model)."""
-        if path is None:
-            loaded = self.controller.loaded
-            if loaded is None:
-                return ""
-            path = loaded.path
-        try:
-            found = self.library.find(str(path))
-        except LlamaDeskError:
-            found = None
-        return str(found.key) if found is not None else str(path)
+        return self._identify(path)[0]
 
     def _model_name(self, path: Path | None = None) -> str | None:
+        return self._identify(path)[1] or None
+
+    def _identify(self, path: Path | None) -> tuple[str, str]:
+        """(preset key, display name) of ``path`` or of the loaded model, which is remembered:
+        replies ask for it on every send, and a library lookup reads the disk."""
         if path is None:
             loaded = self.controller.loaded
             if loaded is None:
-                return None
-            path = loaded.path
+                return "", ""
+            if self._loaded_identity is not None and self._loaded_identity[0] == loaded.path:
+                return self._loaded_identity[1]
+            identity = self._identify(loaded.path)
+            self._loaded_identity = (loaded.path, identity)
+            return identity
         try:
             found = self.library.find(str(path))
         except LlamaDeskError:
             found = None
         if found is not None:
-            return str(found.name)
+            return str(found.key), str(found.name)
         starter = starter_model_path()
-        return STARTER_MODEL_NAME if starter is not None and Path(path) == starter else Path(path).stem
+        name = STARTER_MODEL_NAME if starter is not None and Path(path) == starter else Path(path).stem
+        return str(path), name
 
     @property
     def library(self) -> Library:
         """The model library, created on first use (the start-up scan usually made it already)."""
         if self._library is None:
-            self._library = self._library_factory()
+            self._library = self._library_factory(self._models_dir_setting())
         return self._library
 
     def start_library_scan(self, *, restore_last_model: bool = True) -> None:
         """List the models on a background thread (importing the library and reading GGUF headers
         takes a moment), then fill the picker and load the last model."""
+
+        models_dir = self._models_dir_setting()
 
         def scan() -> None:
             library: Library | None = None
@@ -860,7 +892,7 @@ class MainWindow(QMainWindow):
             try:
                 from ..engine import detect_hardware
 
-                library = self._library_factory()
+                library = self._library_factory(models_dir)
                 models = library.list()
                 detect_hardware()
             except Exception as exc:  # reported on the GUI thread
@@ -874,6 +906,10 @@ class MainWindow(QMainWindow):
 
         self._scan_thread = threading.Thread(target=scan, name="llamadesk-library-scan", daemon=True)
         self._scan_thread.start()
+
+    def _models_dir_setting(self) -> Path | None:
+        folder = self.settings.app.models_dir
+        return Path(folder).expanduser() if folder else None
 
     @property
     def library_ready(self) -> bool:
@@ -989,6 +1025,10 @@ class MainWindow(QMainWindow):
         return True
 
     def _start_load(self, path: Path, runtime: RuntimeSettings) -> None:
+        if self.controller.busy:  # e.g. another load began while the fit warning was open
+            self.show_info("Wait for the current reply or load to finish first.")
+            self._reset_picker()
+            return
         key = self.model_key(path)
         self.controller.load_model(path, runtime, template_override=self.settings.template_overrides.get(key))
 
@@ -1168,10 +1208,15 @@ class MainWindow(QMainWindow):
         if self._hub_tasks is None:
             self._hub_tasks = HubTasks(self)
         catalog = HubCatalog(token=token or None)
+
+        def answer(ok: bool, text: str) -> None:
+            if shiboken6.isValid(dialog):  # Preferences may have been closed while the Hub answered
+                dialog.show_token_result(ok, text)
+
         self._hub_tasks.run(
             catalog.whoami,
-            lambda name: dialog.show_token_result(True, f"The token works: signed in as {name}."),
-            lambda error: dialog.show_token_result(False, str(error)),
+            lambda name: answer(True, f"The token works: signed in as {name}."),
+            lambda error: answer(False, str(error)),
             channel="token",
         )
 
@@ -1180,14 +1225,14 @@ class MainWindow(QMainWindow):
         from .hub_worker import DownloadManager
 
         if self._downloads is None:
-            models_dir = Path(getattr(self.library, "models_dir", self.paths.models_dir))
             self._downloads = DownloadManager(
-                models_dir,
+                self.library.models_dir,
                 token=load_token(self.paths.token_file) or None,
                 max_parallel=self.settings.app.max_parallel_downloads,
                 parent=self,
             )
             self._downloads.downloadFinished.connect(self._on_download_finished)
+            self._downloads.downloadFailed.connect(self._on_download_failed)
         self._downloads.set_token(load_token(self.paths.token_file) or None)
         self._downloads.set_max_parallel(self.settings.app.max_parallel_downloads)
         return self._downloads
@@ -1237,6 +1282,14 @@ class MainWindow(QMainWindow):
             return
         self.refresh_models()
         self._offer_load(f"{Path(path).name} is downloaded and in your model list.", Path(path))
+
+    def _on_download_failed(self, _task_id: str, message: str) -> None:
+        # Discover and My models show failures in their downloads panel while open; otherwise say it here.
+        if self._closed or any(
+            w is not None and w.isVisible() for w in (self.hub_browser, self.model_library_page)
+        ):
+            return
+        self.show_error(f"Download failed: {message}", "Retry it from My models (the download resumes).")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         from .model_library import gguf_paths
@@ -1295,6 +1348,10 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, settings: Settings, token: str | None = None) -> None:
         """Use and save new settings (from Preferences); generation changes apply to the next reply."""
+        # Preferences edits a copy taken when it opened: keep what changed elsewhere meanwhile.
+        settings = settings.model_copy(update={"template_overrides": dict(self.settings.template_overrides)})
+        settings.app.last_model = self.settings.app.last_model
+        folder_changed = settings.app.models_dir != self.settings.app.models_dir
         self.settings = settings
         self._save_settings()
         if token is not None:
@@ -1302,7 +1359,23 @@ class MainWindow(QMainWindow):
                 save_token(self.paths.token_file, token)
             except OSError as exc:
                 self.show_error(f"Could not save the access token: {exc}")
+        if self._downloads is not None:
+            self.download_manager()  # takes up the new token and parallel-download count
+        if folder_changed:
+            self._use_models_dir()
         self.apply_appearance()
+
+    def _use_models_dir(self) -> None:
+        """Point the library and new downloads at the models folder from the settings."""
+        folder = self._models_dir_setting() or self.paths.models_dir
+        if self._library is not None:
+            self._library.models_dir = folder
+        if self._downloads is not None:
+            self._downloads.set_models_dir(folder)  # running downloads finish where they started
+        if self._library is not None:
+            self.refresh_models()
+            if self.model_library_page is not None:
+                self.model_library_page.refresh()
 
     def apply_appearance(self) -> None:
         """Apply the theme and fonts from the settings."""
@@ -1459,7 +1532,7 @@ class MainWindow(QMainWindow):
             self.preferences_dialog.close()
         self._shutdown_hub()
         if self._scan_thread is not None:
-            self._scan_thread.join(30)
+            self._scan_thread.join(5)  # a daemon thread; it never touches the store
         self.controller.shutdown()
         self.store.close()
         event.accept()

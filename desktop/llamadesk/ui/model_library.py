@@ -8,6 +8,7 @@ can be resumed.
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,7 @@ class ModelLibraryPage(QDialog):
         self.downloads = downloads
         self._loaded_path = loaded_path
         self.tasks = HubTasks(self, max_threads=1)
+        self._import_cancel = threading.Event()
         self._build()
         self.resize(1100, 620)
         if downloads is not None:
@@ -340,9 +342,11 @@ class ModelLibraryPage(QDialog):
         """Import ``path`` in the background (a copy can take a while); emits ``importFinished``."""
         self.import_button.setEnabled(False)
         self.show_message(f"{'Copying' if copy else 'Adding'} {path.name}…")
-        library = self.library
+        library, cancel = self.library, self._import_cancel
         self.tasks.run(
-            lambda: library.import_model(path, copy=copy), self._on_imported, self._on_import_failed
+            lambda: library.import_model(path, copy=copy, cancel=cancel),
+            self._on_imported,
+            self._on_import_failed,
         )
 
     def _on_imported(self, model: LibraryModel) -> None:
@@ -437,4 +441,5 @@ class ModelLibraryPage(QDialog):
         return "" if self.message.isHidden() else html.unescape(self.message.text())
 
     def shutdown(self) -> None:
+        self._import_cancel.set()  # a running copy stops (its partial file is removed): quitting is quick
         self.tasks.shutdown()

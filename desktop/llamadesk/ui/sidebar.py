@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QPoint,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtWidgets import (
@@ -187,12 +188,14 @@ class Sidebar(QWidget):
         newChatRequested: start a new conversation.
         conversationDeleted(int): a conversation was deleted.
         storeFailed(str): a store operation failed.
+        notice(str): something the user asked for can't be done right now, and why.
     """
 
     conversationSelected = Signal(int)
     newChatRequested = Signal()
     conversationDeleted = Signal(int)
     storeFailed = Signal(str)
+    notice = Signal(str)
 
     def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -200,6 +203,7 @@ class Sidebar(QWidget):
         self._store = store
         self._current: int | None = None
         self._selecting = False
+        self.locked_id: int | None = None  # the conversation a reply is being written into
 
         self.new_chat_button = QPushButton(icon("new-chat"), "New chat", self)
         self.new_chat_button.setObjectName("newChatButton")
@@ -213,7 +217,14 @@ class Sidebar(QWidget):
         self.search.setPlaceholderText("Search conversations")
         self.search.setClearButtonEnabled(True)
         self.search.addAction(icon("search"), QLineEdit.ActionPosition.LeadingPosition)
-        self.search.textChanged.connect(self._on_search)
+        # Search once typing pauses, not per keystroke; Enter searches at once.
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(150)
+        self._search_timer.timeout.connect(self._run_search)
+        self.search.textChanged.connect(self._search_timer.start)
+        self.search.returnPressed.connect(self._run_search)
+        self._refresh_pending = False
 
         self.model = ConversationListModel(store, self)
         self.model.storeFailed.connect(self.storeFailed)
@@ -232,6 +243,7 @@ class Sidebar(QWidget):
         self.view.setStyleSheet("QListView#conversationList::item { padding: 5px 6px; }")
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
+        self.view.itemDelegate().closeEditor.connect(self._on_editor_closed)
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
         self.model.modelReset.connect(self._reselect)
 
@@ -276,7 +288,16 @@ class Sidebar(QWidget):
             self.conversationSelected.emit(conversation_id)
 
     def refresh(self) -> None:
+        """Reload the list; while a title is being edited in place, wait until the edit ends."""
+        if self.view.state() == QAbstractItemView.State.EditingState:
+            self._refresh_pending = True
+            return
+        self._refresh_pending = False
         self.model.refresh()
+
+    def _on_editor_closed(self) -> None:
+        if self._refresh_pending:
+            QTimer.singleShot(0, self.refresh)  # after the view has left its editing state
 
     # -- search
 
@@ -284,8 +305,10 @@ class Sidebar(QWidget):
         self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search.selectAll()
 
-    def _on_search(self, text: str) -> None:
-        self.model.set_query(text)
+    def _run_search(self) -> None:
+        self._search_timer.stop()
+        if self.search.text().strip() != self.model.query:
+            self.model.set_query(self.search.text())
 
     # -- actions on one conversation
 
@@ -316,6 +339,9 @@ class Sidebar(QWidget):
         self.conversationDeleted.emit(conversation_id)
 
     def confirm_delete(self, conversation_id: int) -> None:
+        if conversation_id == self.locked_id:
+            self.notice.emit("A reply is being written in this conversation; stop it before deleting.")
+            return
         title = next(
             (
                 c.title
