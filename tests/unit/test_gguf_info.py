@@ -79,3 +79,55 @@ def test_split_parts(tmp_path: Path, starter_model: Path) -> None:
     info = inspect_gguf(first)
     assert info.split_count == 3
     assert info.file_size == sum(p.stat().st_size for p in tmp_path.glob("big-*.gguf"))
+
+
+def test_block_sizes_match_ggml() -> None:
+    """The completeness check's bytes-per-block table agrees with ggml's (via the gguf package)."""
+    from gguf.constants import GGML_QUANT_SIZES
+
+    from llamadesk.engine.gguf_info import _TYPE_SIZES
+
+    for kind, sizes in GGML_QUANT_SIZES.items():
+        if kind.value in _TYPE_SIZES:
+            assert _TYPE_SIZES[kind.value] == sizes, kind.name
+    assert {19, 21, 22, 23} <= set(_TYPE_SIZES)  # IQ1_S, IQ3_S, IQ2_S, IQ4_XS
+
+
+def _gguf_string(text: bytes) -> bytes:
+    return struct.pack("<Q", len(text)) + text
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "expected"),
+    [
+        # A key claiming 200 MB (the sparse file is that big): refused, not read into memory.
+        ("long-string.gguf", struct.pack("<Q", 200 << 20), "a metadata string claims 209,715,200 bytes"),
+        # An array of 2^40 integers in a small file.
+        (
+            "big-array.gguf",
+            _gguf_string(b"tokenizer.ggml.token_type") + struct.pack("<IIQ", 9, 5, 1 << 40),
+            "an array claims 1,099,511,627,776 items",
+        ),
+        # Nested arrays claiming more items than bytes left.
+        (
+            "nested.gguf",
+            _gguf_string(b"x") + struct.pack("<IIQ", 9, 9, 50_000_000),
+            "an array claims 50,000,000 items",
+        ),
+        # general.alignment as a string.
+        (
+            "alignment.gguf",
+            _gguf_string(b"general.alignment") + struct.pack("<I", 8) + _gguf_string(b"32"),
+            "alignment is '32'",
+        ),
+    ],
+)
+def test_damaged_metadata_is_refused_without_huge_allocations(
+    tmp_path: Path, name: str, body: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    with path.open("wb") as handle:
+        handle.write(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + body)
+        handle.truncate(210 << 20)  # sparse: big on paper, nothing on disk
+    with pytest.raises(ModelFileError, match=expected):
+        inspect_gguf(path)

@@ -23,6 +23,8 @@ SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
 
+MAX_STRING = 64 << 20  # one metadata string (chat templates are a few KB; vocabularies are arrays)
+
 # ggml tensor types -> (block size, bytes per block), as in ggml.h; unknown types skip the
 # completeness check rather than guessing.
 _TYPE_SIZES: dict[int, tuple[int, int]] = {
@@ -43,11 +45,11 @@ _TYPE_SIZES: dict[int, tuple[int, int]] = {
     16: (256, 66),
     17: (256, 74),
     18: (256, 98),
-    19: (256, 110),
+    19: (256, 50),
     20: (32, 18),
-    21: (256, 82),
-    22: (256, 136),
-    23: (256, 56),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
     24: (1, 1),
     25: (1, 2),
     26: (1, 4),
@@ -58,6 +60,8 @@ _TYPE_SIZES: dict[int, tuple[int, int]] = {
     34: (256, 54),
     35: (256, 66),
     39: (32, 17),
+    40: (64, 36),
+    41: (128, 18),
 }
 
 # llama_ftype values (general.file_type) -> the names users see on the Hub.
@@ -226,17 +230,23 @@ class _Reader:
             raise ModelFileError(f"{self.path.name} is damaged: unknown metadata value type {kind}.")
         return struct.unpack("<" + fmt, self.read(struct.calcsize(fmt)))[0]
 
-    def string(self) -> str:
+    def remaining(self) -> int:
+        return self.size - self.handle.tell()
+
+    def damaged(self, what: str) -> ModelFileError:
+        return ModelFileError(f"{self.path.name} is damaged: {what}. Download it again.")
+
+    def _length(self) -> int:
         (length,) = struct.unpack("<Q", self.read(8))
-        if length > self.size:
-            raise ModelFileError(f"{self.path.name} is damaged: a metadata string claims {length:,} bytes.")
-        return self.read(length).decode("utf-8", errors="replace")
+        if length > min(self.remaining(), MAX_STRING):
+            raise self.damaged(f"a metadata string claims {length:,} bytes")
+        return int(length)
+
+    def string(self) -> str:
+        return self.read(self._length()).decode("utf-8", errors="replace")
 
     def skip_string(self) -> None:
-        (length,) = struct.unpack("<Q", self.read(8))
-        if length > self.size:
-            raise ModelFileError(f"{self.path.name} is damaged: a metadata string claims {length:,} bytes.")
-        self.handle.seek(length, 1)
+        self.handle.seek(self._length(), 1)
 
     def value(self, kind: int, keep: bool) -> Any:
         if kind == _STRING:
@@ -244,8 +254,14 @@ class _Reader:
         if kind != _ARRAY:
             return self.scalar(kind)
         item_kind, count = struct.unpack("<IQ", self.read(12))
-        if count > self.size:
-            raise ModelFileError(f"{self.path.name} is damaged: an array claims {count:,} items.")
+        # Every item takes at least a few bytes, so a count the rest of the file can't hold is a lie;
+        # checking before building lists keeps a damaged file from eating the machine's memory.
+        smallest = 8 if item_kind == _STRING else 12 if item_kind == _ARRAY else 1
+        fmt = _SCALARS.get(item_kind)
+        if fmt is not None:
+            smallest = struct.calcsize(fmt)
+        if count * smallest > self.remaining():
+            raise self.damaged(f"an array claims {count:,} items")
         if item_kind == _STRING:
             if keep:
                 return [self.string() for _ in range(count)]
@@ -255,14 +271,12 @@ class _Reader:
         if item_kind == _ARRAY:
             items = [self.value(_ARRAY, keep) for _ in range(count)]
             return items if keep else None
-        fmt = _SCALARS.get(item_kind)
         if fmt is None:
-            raise ModelFileError(f"{self.path.name} is damaged: unknown array type {item_kind}.")
-        width = struct.calcsize(fmt)
+            raise self.damaged(f"unknown array type {item_kind}")
         if not keep:
-            self.handle.seek(width * count, 1)
+            self.handle.seek(smallest * count, 1)
             return None
-        return list(struct.unpack(f"<{count}{fmt}", self.read(width * count)))
+        return list(struct.unpack(f"<{count}{fmt}", self.read(smallest * count)))
 
 
 def split_parts(path: Path) -> tuple[int, int] | None:
@@ -310,7 +324,10 @@ def inspect_gguf(path: str | Path) -> GGUFInfo:
         handle.close()
         raise ModelFileError(f"{path.name} is empty (0 bytes). The download failed; download it again.")
     with handle:
-        info = _parse(_Reader(handle, path, size), split[1] if split else 1)
+        try:
+            info = _parse(_Reader(handle, path, size), split[1] if split else 1)
+        except (struct.error, ValueError, OverflowError, MemoryError) as exc:
+            raise ModelFileError(f"{path.name} is damaged: its header can't be read ({exc}).") from exc
     if len(part_paths) > 1:
         total = sum(part.stat().st_size for part in part_paths)
         info = replace(info, file_size=total)
@@ -362,7 +379,9 @@ def _parse(reader: _Reader, split_count: int) -> GGUFInfo:
             known_sizes = False
             continue
         data_end = max(data_end, offset + count // block[0] * block[1])
-    alignment = int(meta.get("general.alignment", 32) or 32)
+    alignment = meta.get("general.alignment", 32)
+    if not isinstance(alignment, int) or not 1 <= alignment <= 1 << 20 or alignment & (alignment - 1):
+        raise reader.damaged(f"its data alignment is {alignment!r}")
     header_end = reader.handle.tell()
     data_start = (header_end + alignment - 1) // alignment * alignment
     if known_sizes and tensor_count and data_start + data_end > size:
