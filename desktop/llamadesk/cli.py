@@ -157,7 +157,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     history: list[dict[str, str]] = []
     system = args.system
     if args.conversation is not None or args.new:
-        from .chat.store import ConversationStore
+        from .chat.store import ConversationStore, reply_status
 
         store = ConversationStore(paths.database_file)
         if args.conversation is not None:
@@ -211,8 +211,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         stats = result.stats
         assert stats is not None
         if reply is not None:
-            status = "stopped" if stats.stop_reason.value == "user_stop" else "complete"
-            reply.finish(status, stats.to_dict())
+            reply.finish(reply_status(stats.stop_reason.value), stats.to_dict())
         if args.json:
             out = {
                 "text": result.text,

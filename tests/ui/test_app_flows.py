@@ -219,6 +219,33 @@ def test_conversation_being_written_cannot_be_deleted_or_edited(
     assert window.store.active_path(conversation)[-1].status == "stopped"
 
 
+def test_reply_failing_inside_llama_cpp_is_kept_as_failed(
+    qtbot: QtBot,
+    make_window: MakeWindow,
+    llamadesk_home: Path,
+    starter_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_settings(llamadesk_home, max_tokens=64)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    llm = window.controller._worker.engine._require()
+    original, calls = llm.eval, [0]
+
+    def eval_then_fail(tokens: list[int]) -> None:  # like a GPU running out of memory mid-reply
+        calls[0] += 1
+        if calls[0] > 4:
+            raise RuntimeError("llama_decode returned -3")
+        original(tokens)
+
+    monkeypatch.setattr(llm, "eval", eval_then_fail)
+    send(qtbot, window, "Tell me about llamas.")
+    reply = window.store.active_path(current(window))[-1]
+    assert reply.role == "assistant" and reply.status == "failed" and reply.content  # partial text kept
+    assert reply.stats is not None and "llama_decode returned -3" in reply.stats["error"]
+    assert window.banner.kind == "error" and "failed while generating" in window.banner.text()
+
+
 def test_enter_without_a_model_says_what_to_do(qtbot: QtBot, make_window: MakeWindow) -> None:
     window = make_window()
     window.composer.set_text("Hello?")

@@ -32,6 +32,13 @@ from .export import DEFAULT_TITLE, ROLES, STATUSES
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("complete", "stopped", "failed")
+
+
+def reply_status(stop_reason: str) -> str:
+    """The status a finished reply is stored with, from the engine's stop reason."""
+    return {"user_stop": "stopped", "error": "failed"}.get(stop_reason, "complete")
+
+
 TITLE_LENGTH = 60
 
 # SQLite primary result codes (the sqlite3.SQLITE_* names exist from Python 3.11 only).
@@ -741,6 +748,9 @@ class ConversationStore:
         """Delete every conversation, then compact the file so the deleted text is gone from disk."""
         with self._write("delete the conversations") as conn:
             conn.execute("DELETE FROM conversations")
+            # The search indexes keep deleted words in their segments until merged; start them afresh.
+            conn.execute("INSERT INTO messages_fts(messages_fts) VALUES('delete-all')")
+            conn.execute("INSERT INTO conversations_fts(conversations_fts) VALUES('delete-all')")
         with self._lock:
             conn = self._open_connection()
             try:

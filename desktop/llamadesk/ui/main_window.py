@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..chat.store import ConversationStore, Message, StoreError, StreamingReply
+from ..chat.store import ConversationStore, Message, StoreError, StreamingReply, reply_status
 from ..errors import LlamaDeskError
 from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
 from ..settings import (
@@ -820,8 +820,7 @@ class MainWindow(QMainWindow):
         if self._closed or self._reply is None:
             return
         data = stats.to_dict()
-        status = "stopped" if data.get("stop_reason") == "user_stop" else "complete"
-        message = self._finish_reply(status, data)
+        message = self._finish_reply(reply_status(str(data.get("stop_reason"))), data)
         if message is not None:
             self.chat_view.end_stream(message)
         self.status.set_stats(data)
@@ -830,6 +829,8 @@ class MainWindow(QMainWindow):
                 "The reply stopped because the model's context is full",
                 "Start a new chat, or raise the context length in Preferences and reload the model.",
             )
+        elif data.get("error"):  # llama.cpp failed mid-reply: the part written so far is kept, marked failed
+            self.show_error(str(data["error"]), "Try again, or change the model or its settings.")
         self.sidebar.refresh()
         self._update_state()
 
