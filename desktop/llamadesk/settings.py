@@ -256,9 +256,12 @@ class Settings(_Model):
 def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     # Version 1 used ``seed: null`` for random and ``n_gpu_layers: null`` for automatic.
     gen = data.get("generation") or {}
+    rt = data.get("runtime") or {}
+    for name, section in (("generation", gen), ("runtime", rt)):
+        if not isinstance(section, dict):
+            raise SettingsError(f"{name}: expected a group of settings, not {type(section).__name__}")
     if gen.get("seed") is None:
         gen["seed"] = -1
-    rt = data.get("runtime") or {}
     if rt.get("n_gpu_layers") is None:
         rt["n_gpu_layers"] = -2
     if rt.get("n_ctx") is None:
@@ -272,7 +275,9 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _migrate
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring settings written by an older version up to the current schema."""
-    version = int(data.get("schema_version", 1))
+    version = data.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SettingsError(f"schema_version: expected a whole number from 1, not {version!r}")
     if version > SCHEMA_VERSION:
         raise SettingsError(
             f"settings were written by a newer LlamaDesk (schema {version}, this one reads {SCHEMA_VERSION})"
@@ -299,7 +304,10 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if mode is not None:
-            os.fchmod(fd, mode)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            else:  # Windows before Python 3.13; its chmod only knows read-only, the folder ACL protects it
+                os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

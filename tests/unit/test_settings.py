@@ -44,7 +44,19 @@ def test_out_of_range_is_refused_with_the_field_name() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"[1, 2, 3]", b'{"generation": {"temperature": 9}}', b"\xff\xfe\x00garbage"],
+    [
+        b"{not json",
+        b"[1, 2, 3]",
+        b'{"generation": {"temperature": 9}}',
+        b"\xff\xfe\x00garbage",
+        # Wrong types where the schema expects numbers and groups.
+        b'{"schema_version": null}',
+        b'{"schema_version": 0}',
+        b'{"schema_version": "2"}',
+        b'{"generation": "x"}',
+        b'{"schema_version": 1, "runtime": [1]}',
+        b'{"schema_version": 2, "app": 5}',
+    ],
 )
 def test_broken_file_is_backed_up_and_defaults_used(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "settings.json"

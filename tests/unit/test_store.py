@@ -152,6 +152,15 @@ def test_delete_and_delete_all(store: ConversationStore, db_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
 
 
+def test_delete_all_leaves_no_deleted_text_in_the_file(store: ConversationStore, db_path: Path) -> None:
+    for number in range(20):
+        chat(store, f"my secret is xylophonequartz{number}", "noted xylophonequartz")
+    store.delete_all()
+    store.close()
+    files = [db_path, *db_path.parent.glob(db_path.name + "-*")]
+    assert not any(b"xylophonequartz" in f.read_bytes() for f in files if f.is_file())
+
+
 def test_unknown_ids_raise_store_error(store: ConversationStore) -> None:
     conversation = chat(store, "hi")
     other = chat(store, "other")
@@ -557,6 +566,15 @@ def test_import_plain_openai_messages(store: ConversationStore) -> None:
     ]
 
 
+def test_import_reads_millisecond_times_and_exports_them_again(store: ConversationStore) -> None:
+    imported = store.import_json(
+        {"created": 1_700_000_000_000, "messages": [{"role": "user", "content": "from a web app"}]}
+    )
+    assert imported.created_at == 1_700_000_000
+    assert store.export_json(imported.id)["created"].startswith("2023-11-14")
+    assert "2023" in store.export_markdown(imported.id)
+
+
 def test_import_turns_streaming_into_interrupted(store: ConversationStore) -> None:
     data = store.export_json(_branchy(store).id)
     data["tree"][2]["status"] = "streaming"
@@ -576,6 +594,9 @@ def test_import_turns_streaming_into_interrupted(store: ConversationStore) -> No
         {"tree": [{"id": 1, "parent": None, "role": "user", "content": "x", "status": "weird"}]},
         {"tree": [], "version": 99},
         {"messages": [], "created": "yesterday"},
+        {"messages": [], "created": 1e20},
+        {"messages": [], "created": -5},
+        {"messages": [], "updated": "1600-01-01T00:00:00Z"},
     ],
 )
 def test_import_refuses_bad_data_without_writing(store: ConversationStore, data: object) -> None:

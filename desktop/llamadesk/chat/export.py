@@ -27,6 +27,9 @@ _STATUS_NOTES = {
 }
 
 
+MAX_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc).timestamp()
+
+
 def iso_time(timestamp: float) -> str:
     """A Unix time as an ISO 8601 UTC string (what the export files hold)."""
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
@@ -41,7 +44,12 @@ def parse_time(value: object) -> float | None:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"not a time: {value!r}")
-        return float(value)
+        seconds = float(value)
+        if abs(seconds) >= 1e11:  # JavaScript and many chat exports count milliseconds
+            seconds /= 1000
+        if not 0 <= seconds < MAX_TIME:
+            raise ValueError(f"not a time: {value!r} (before 1970 or after 9999)")
+        return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -49,6 +57,8 @@ def parse_time(value: object) -> float | None:
             raise ValueError(f"not a time: {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
+        if parsed.timestamp() < 0:
+            raise ValueError(f"not a time: {value!r} (before 1970)")
         return parsed.timestamp()
     raise ValueError(f"not a time: {value!r}")
 
