@@ -970,6 +970,9 @@ class MainWindow(QMainWindow):
         self.model_picker.set_current_path(loaded.path if loaded else None)
 
     def _show_model_list(self) -> None:
+        if not self.model_picker.isEnabled():
+            self.show_info("Wait for the current reply or load to finish before choosing another model.")
+            return
         self.model_picker.setFocus()
         self.model_picker.showPopup()
 
@@ -1004,6 +1007,7 @@ class MainWindow(QMainWindow):
 
         if self.controller.busy:
             self.show_info("Wait for the current reply or load to finish first.")
+            self._reset_picker()
             return False
         try:
             info = inspect_gguf(path)
@@ -1140,8 +1144,9 @@ class MainWindow(QMainWindow):
         self.load_model(Path(last), confirm=False)
 
     def _reset_picker(self) -> None:
+        """Show the model being loaded, else the loaded one, after a choice that was not taken."""
         loaded = self.controller.loaded
-        self.model_picker.set_current_path(loaded.path if loaded else None)
+        self.model_picker.set_current_path(self._loading_path or (loaded.path if loaded else None))
 
     def _on_model_loading(self, path: str) -> None:
         self._loading_path = Path(path)
