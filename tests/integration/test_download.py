@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -145,6 +146,52 @@ def test_split_model_is_all_or_nothing(hub: FakeHub, downloader: Downloader) -> 
     assert sorted(p.name for p in folder.glob("*.gguf")) == files and path.name == files[0]
 
 
+SPLIT_FILES = ["Split-Q8_0-00001-of-00002.gguf", "Split-Q8_0-00002-of-00002.gguf"]
+
+
+@pytest.mark.parametrize("failing", SPLIT_FILES, ids=["first-part", "second-part"])
+def test_split_model_install_rolls_back_when_a_move_fails(
+    hub: FakeHub, downloader: Downloader, paths: Paths, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    real_replace = os.replace
+    moved: list[str] = []
+
+    def flaky_replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == failing:
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)
+        moved.append(Path(dst).name)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(HubError, match="Input/output error") as caught:
+        downloader.download(REPO, SPLIT_FILES)
+    assert caught.value.kind == "disk"
+    folder = downloader.repo_dir(REPO)
+    assert not list(folder.glob("*.gguf"))  # no part is left in its final place ...
+    assert not list(folder.glob("*.gguf.source.json"))  # ... nor recorded as installed
+    for name in SPLIT_FILES:  # the verified bytes are kept for the retry
+        part = folder / (name + ".part")
+        assert sha256_of(part) == hub.repos[REPO].files[name].sha256
+        assert (folder / (name + ".part.source.json")).exists()
+    entries = [e for e in ModelLibrary(paths).list() if e.source == "downloaded"]
+    assert [(e.name, e.state) for e in entries] == [("Split-Q8_0", "partial")]
+    if failing == SPLIT_FILES[0]:
+        assert moved == [SPLIT_FILES[1], SPLIT_FILES[1] + ".part"]  # moved, then moved back
+
+    monkeypatch.setattr(os, "replace", real_replace)
+    hub.clear_requests()
+    path = downloader.download(REPO, SPLIT_FILES)
+    assert path.name == SPLIT_FILES[0]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [name for f in SPLIT_FILES for name in (f, f + ".source.json")]
+    )
+    for name in SPLIT_FILES:
+        assert sha256_of(folder / name) == hub.repos[REPO].files[name].sha256
+        assert all(r.range is not None for r in hub.byte_requests(name))  # nothing fetched again
+    entries = [e for e in ModelLibrary(paths).list() if e.source == "downloaded"]
+    assert [(e.name, e.state) for e in entries] == [("Split-Q8_0", "ok")]
+
+
 def test_dropped_connection_resumes_from_the_byte_it_had(hub: FakeHub, downloader: Downloader) -> None:
     served = hub.repos[REPO].files[FILE]
     hub.faults.drop_after = 300_000
@@ -187,6 +234,34 @@ def test_resume_after_restart_with_a_new_downloader(
     assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
     assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=400000-"]
     assert DownloadState.HASHING in recorder.states  # the bytes already on disk were checked first
+    assert sorted(p.name for p in path.parent.iterdir()) == [FILE, FILE + ".source.json"]
+
+
+@pytest.mark.parametrize("data_bytes", [1_000_000, 1_200_000], ids=["same-size", "new-size"])
+def test_resume_restarts_when_the_file_changed_on_the_hub(
+    hub: FakeHub,
+    downloader: Downloader,
+    paths: Paths,
+    tmp_path: Path,
+    data_bytes: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _pause_at(downloader, hub, 400_000)
+    old = hub.repos[REPO].files[FILE]
+    # The repo re-uploads the file (a new commit) before the download is resumed.
+    source = make_gguf(tmp_path / "reuploaded.gguf", name="Tiny", data_bytes=data_bytes, seed=99)
+    new = hub.add_file(REPO, FILE, source)
+    hub.repos[REPO].sha = hashlib.sha1(b"re-upload").hexdigest()
+    assert new.sha256 != old.sha256 and (new.size == old.size) == (data_bytes == 1_000_000)
+    hub.clear_requests()
+    caplog.set_level(logging.INFO, logger="llamadesk.hub.download")
+    path = Downloader(paths.models_dir, endpoint=hub.url).download(REPO, FILE)
+    assert sha256_of(path) == new.sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == [None]  # started again from byte 0
+    assert all(new.sha256 in r.path for r in hub.byte_requests(FILE))
+    assert "changed on the Hub" in caplog.text
+    sidecar = json.loads(path.with_name(FILE + ".source.json").read_text())
+    assert (sidecar["sha256"], sidecar["commit"]) == (new.sha256, hub.repos[REPO].sha)
     assert sorted(p.name for p in path.parent.iterdir()) == [FILE, FILE + ".source.json"]
 
 
@@ -421,6 +496,52 @@ def test_queue_pause_resume_cancel_and_shutdown(hub: FakeHub, downloader: Downlo
     queue.shutdown()
     with pytest.raises(HubError):
         queue.add(REPO, "notes.txt")
+
+
+def test_queue_resumes_a_paused_task_instead_of_adding_a_second_one(
+    hub: FakeHub, downloader: Downloader
+) -> None:
+    hub.faults.hold_after = 300_000
+    reached = threading.Event()
+    queue = DownloadQueue(
+        downloader, on_progress=lambda task, p: reached.set() if p.done >= 300_000 else None
+    )
+    first = queue.add(REPO, FILE)
+    assert reached.wait(10)
+    queue.pause(first)
+    assert first.wait(10) and first.state is DownloadState.PAUSED
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    hub.clear_requests()
+    # "Download" again (or "Resume download" in My models) picks up the paused task.
+    again = queue.add(REPO, FILE)
+    assert again is first and queue.tasks == [first]
+    assert queue.wait_idle(10) and first.state is DownloadState.DONE, first.error
+    assert sha256_of(first.path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=300000-"]
+    # A finished download is not resumed: asking again makes a new task (which finds the file).
+    assert queue.add(REPO, FILE) is not first
+    assert queue.wait_idle(10)
+    queue.shutdown()
+
+
+def test_queue_retries_a_failed_task_instead_of_adding_a_second_one(hub: FakeHub, paths: Paths) -> None:
+    disk = FillingDisk(300_000)
+    downloader = Downloader(
+        paths.models_dir, endpoint=hub.url, open_part=disk, free_space=lambda path: 10**12
+    )
+    queue = DownloadQueue(downloader)
+    first = queue.add(REPO, FILE)
+    assert queue.wait_idle(10) and first.state is DownloadState.FAILED
+    assert first.error is not None and first.error.kind == "disk"
+    disk.room = 10**12  # space was freed
+    hub.clear_requests()
+    again = queue.add(REPO, FILE)
+    assert again is first and queue.tasks == [first]
+    assert queue.wait_idle(10) and first.state is DownloadState.DONE, first.error
+    assert sha256_of(first.path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=300000-"]
+    queue.shutdown()
 
 
 @pytest.mark.model

@@ -508,6 +508,10 @@ class DownloadTask:
             raise translate(ConnectionError("offline"), endpoint=self.downloader.endpoint)
         self._resolve()
         todo = [p for p in self._parts if not self._installed(p)]
+        for part in todo:
+            stale = self._stale_part(part)
+            if stale is not None:
+                self._restart(part, stale)
         self._check_space(todo)
         for part in todo:
             self._write_record(part.part_file, part, complete=False)
@@ -578,6 +582,31 @@ class DownloadTask:
             part.done, part.verified = size, True
             return True
         return False
+
+    def _stale_part(self, part: _Part) -> str | None:
+        """Why the bytes in ``part.part_file`` can't be resumed (another version of the file), if so.
+
+        The .part file's sidecar records the file an earlier attempt was fetching; when the
+        repo has replaced that file since, those bytes belong to the old version.
+        """
+        if not part.part_file.exists():
+            return None
+        record = read_sidecar(part.part_file)
+        if record is None:
+            return None  # nothing to compare with: the checksum still guards the result
+        if record.get("repo_id") != self.repo_id or record.get("path_in_repo") != part.path:
+            return "the partial file belongs to another download"
+        old_sha, old_size, old_commit = record.get("sha256"), record.get("size"), record.get("commit")
+        if part.sha256 is not None and isinstance(old_sha, str) and old_sha.lower() != part.sha256:
+            return f"the file changed on the Hub (SHA-256 {old_sha[:12]}… is now {part.sha256[:12]}…)"
+        if part.size is not None and isinstance(old_size, int) and old_size != part.size:
+            return f"the file changed on the Hub ({old_size:,} bytes are now {part.size:,})"
+        if (part.sha256 is None or not old_sha) and self.commit and old_commit and old_commit != self.commit:
+            return (
+                f"the file may have changed on the Hub (commit {str(old_commit)[:12]} "
+                f"is now {self.commit[:12]})"
+            )
+        return None
 
     def _check_space(self, todo: list[_Part]) -> None:
         needed = 0
@@ -749,17 +778,53 @@ class DownloadTask:
             hasher.close()
 
     def _install(self, todo: list[_Part]) -> None:
-        """Move every verified part into place and record where it came from."""
+        """Move every verified part into place and record where it came from: all parts or none.
+
+        The records are written first and the first part (the one people open) is moved last,
+        so a split model never looks installed before every part is; if a move fails, the
+        parts already moved go back to their .part files and the old records come back.
+        """
         self._check_stop()
+        previous: dict[Path, str | None] = {}  # each destination's record before the install
         for part in todo:
             try:
-                os.replace(part.part_file, part.dest)
-            except OSError as exc:
-                raise self._write_error(exc, part) from None
+                previous[part.dest] = sidecar_path(part.dest).read_text(encoding="utf-8")
+            except OSError:
+                previous[part.dest] = None
         for part in self._parts:
             if part in todo or read_sidecar(part.dest) is None:
                 self._write_record(part.dest, part, complete=True)
+        moved: list[_Part] = []
+        try:
+            for part in sorted(todo, key=lambda p: p is self._parts[0]):
+                try:
+                    os.replace(part.part_file, part.dest)
+                except OSError as exc:
+                    raise self._write_error(exc, part) from None
+                moved.append(part)
+        except BaseException:
+            self._roll_back(moved, previous)
+            raise
+        for part in self._parts:
             sidecar_path(part.part_file).unlink(missing_ok=True)
+
+    def _roll_back(self, moved: list[_Part], previous: dict[Path, str | None]) -> None:
+        """Undo a failed install: moved parts back to their .part files, records as they were."""
+        for part in reversed(moved):
+            try:
+                os.replace(part.dest, part.part_file)
+            except OSError as exc:  # the verified file stays installed, with its new record
+                log.warning("could not move %s back: %s", part.dest.name, exc.strerror or exc)
+                previous.pop(part.dest, None)
+        for dest, text in previous.items():
+            record = sidecar_path(dest)
+            try:
+                if text is not None and dest.exists():
+                    record.write_text(text, encoding="utf-8")
+                else:
+                    record.unlink(missing_ok=True)
+            except OSError as exc:
+                log.info("could not restore %s: %s", record.name, exc.strerror or exc)
 
     def _write_record(self, path: Path, part: _Part, *, complete: bool) -> None:
         """The JSON sidecar that tells the library (and a later resume) where a file comes from."""
@@ -971,13 +1036,22 @@ class DownloadQueue:
         revision: str = "main",
         dest_dir: Path | None = None,
     ) -> DownloadTask:
-        """Queue a download (or return the one already queued for the same files)."""
+        """Queue a download, or return the task already queued for the same files.
+
+        A paused or failed task for the same files is resumed (and returned) instead.
+        """
         task = self.downloader.task(repo_id, files, revision=revision, dest_dir=dest_dir)
         with self._lock:
             if self._closed:
                 raise HubError("Downloads are shutting down.", kind="cancelled")
             for existing in self._tasks:
-                if existing.paths == task.paths and not existing.state.finished:
+                if existing.paths != task.paths:
+                    continue
+                if not existing.state.finished:
+                    return existing
+                if existing.state in (DownloadState.PAUSED, DownloadState.FAILED):
+                    # It still owns the .part files: a second task would write them too.
+                    self.resume(existing)
                     return existing
             task.add_listener(functools.partial(self._progress, task))
             task.add_exit_hook(self._task_exited)

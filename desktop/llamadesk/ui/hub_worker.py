@@ -188,6 +188,8 @@ class DownloadManager(QObject):
         task = self.queue.add(repo_id, files, revision=revision)
         if task.id not in known:
             self.taskAdded.emit(task)
+        else:  # a paused or failed task taken up again: a new failure must be reported again
+            self._reported.discard((task.id, "failed"))
         return task
 
     def pause(self, task: DownloadTask) -> None:
