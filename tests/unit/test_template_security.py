@@ -7,6 +7,8 @@ Jinja sandbox.
 
 from __future__ import annotations
 
+import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,66 @@ BOMBS = {
     "split_huge_string": "{{ ('x ' * 1000000).split() | length }}",
 }
 
+# Each payload shares one big list (or string) many times over: counted by their own length the lists
+# are small, but written out, compared or summed they are gigabytes, built inside a single C call that
+# never returns to the time check.
+BIG = "{% set a = [0] * 100000 %}"
+SHARED = BIG + "{% set ns = namespace(x=0) %}{% set l = [ns] * 1000 %}{% set ns.x = a %}"
+NESTED_BOMBS = {
+    "repeat_written_out": BIG + "{% set b = [a] * 1000 %}{{ b }}",
+    "repeat_tojson": BIG + "{% set b = [a] * 1000 %}{{ b | tojson }}",
+    "repeat_summed": "{% set a = [0] * 2000 %}{% set b = [a] * 2000 %}{{ b | sum(start=[]) }}",
+    "repeat_within_item_limit": BIG + "{% set b = [a] * 100000 %}{{ b }}",
+    "nested_repeat": "{% set a = [0] * 100 %}{{ [[a] * 1000] * 1000 }}",
+    "plus_doubling_nested": (
+        BIG + "{% set ns = namespace(x=[a] * 20) %}"
+        "{% for i in range(10) %}{% set ns.x = ns.x + ns.x %}{% endfor %}{{ ns.x }}"
+    ),
+    "literal_doubling": (
+        "{% set ns = namespace(x=[0], y=[0]) %}{% for i in range(60) %}"
+        "{% set ns.x = [ns.x, ns.x] %}{% set ns.y = [ns.y, ns.y] %}{% endfor %}{{ ns.x == ns.y }}"
+    ),
+    "dict_values": BIG + "{{ [{'k': a, 'v': a}] * 1000 }}",
+    "shared_string": "{% set s = 'x' * 1000000 %}{{ [s] * 1000 }}",
+    "join_nested": BIG + "{{ ([a] * 1000) | join(',') }}",
+    "string_filter": BIG + "{{ ([a] * 1000) | string | length }}",
+    "tojson_indent": BIG + "{{ ([a] * 1000) | tojson(indent=2) | length }}",
+    "tojson_indent_deep": (
+        "{% set ns = namespace(x=[0] * 1000) %}{% for i in range(500) %}{% set ns.x = [ns.x] %}{% endfor %}"
+        "{{ ns.x | tojson(indent=64) | length }}"
+    ),
+    "tojson_long_separators": "{{ ([0] * 100000) | tojson(separators=('x' * 1000, ':')) | length }}",
+    "list_filter": BIG + "{{ ([a] * 1000) | list }}",
+    "batch_fill": BIG + "{{ [0] | batch(20000, a) | list }}",
+    "map_default": BIG + "{{ range(1000) | map(attribute='x', default=a) | list }}",
+    "map_string": BIG + "{% set ns = namespace(x=a) %}{{ ([ns] * 1000) | map('string') | list | length }}",
+    "namespace_written_out": SHARED + "{{ l }}",
+    "namespace_join": SHARED + "{{ l | join | length }}",
+    "namespace_string_filter": SHARED + "{{ l | string | length }}",
+    "namespace_text_filter": SHARED + "{{ l | upper | length }}",
+    "namespace_tilde": SHARED + "{{ (l ~ '') | length }}",
+    "namespace_percent": SHARED + "{{ ('%s' % (l,)) | length }}",
+    "namespace_str_format": SHARED + "{{ '{}'.format(l) | length }}",
+    "namespace_format_filter": SHARED + "{{ '%s' | format(l) | length }}",
+    "namespace_pprint": SHARED + "{{ l | pprint | length }}",
+    "format_repeated_field": "{{ ('{0}' * 1000).format('x' * 1000000) | length }}",
+    "percent_repeated_name": "{{ (('%(x)s' * 1000) % {'x': 'x' * 1000000}) | length }}",
+    "pprint_long_key": "{{ {('k' * 100000): [0] * 1000} | pprint | length }}",
+    "macro_varargs_doubling": (
+        "{% macro g(n) %}{% if n %}{{ g(n - 1, varargs, varargs) }}{% else %}{{ varargs }}{% endif %}"
+        "{% endmacro %}{{ g(60, [0]) }}"
+    ),
+    "macro_kwargs": (
+        "{% set a = [0] * 100000 %}{% set b = [a] * 19 %}{% macro f() %}{{ kwargs | length }}{% endmacro %}"
+        "{{ f(x1=b, x2=b, x3=b, x4=b, x5=b, x6=b) }}"
+    ),
+    "cycler_items": (
+        "{% set a = [0] * 100000 %}{% set b = [a] * 19 %}{{ cycler(b, b, b, b, b, b, b, b, b, b).items }}"
+    ),
+}
+# Each refusal of a nested value says which limit it hit.
+NAMED_LIMIT = r"(more than|limited to)( the| values of)? [\d,]+ (characters|items|allowed)"
+
 
 @pytest.fixture
 def canary(tmp_path: Path) -> Path:
@@ -190,3 +252,71 @@ def test_legitimate_string_methods_still_work() -> None:
         "{{ 'a</think>b'.split('</think>')[-1] }}|{{ 'x' | center(5) }}|{{ range(3) | list }}"
     )
     assert render_prompt(source, MESSAGES[1:]) == "True|a, b|1-2|003.1|b|  x  |[0, 1, 2]"
+
+
+@pytest.mark.parametrize("payload", list(NESTED_BOMBS.values()), ids=list(NESTED_BOMBS))
+def test_shared_nested_value_is_refused_by_its_written_out_size(payload: str) -> None:
+    with pytest.raises(TemplateError, match=REFUSED + ": .*" + NAMED_LIMIT):
+        render_prompt(payload, MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "name", ["repeat_written_out", "repeat_tojson", "repeat_summed", "repeat_within_item_limit"]
+)
+def test_shared_nested_value_is_refused_before_it_is_built(name: str) -> None:
+    # Refused while the value is still a few shared lists: before, these took seconds and hundreds of
+    # megabytes (30 GB for repeat_within_item_limit) before the output or result was found too large.
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError, match=r"would be more than [\d,]+ characters as text"):
+            render_prompt(NESTED_BOMBS[name], MESSAGES)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20
+
+
+def test_size_checks_keep_no_dead_values_alive() -> None:
+    # Measured lists are remembered by identity; 300 lists of 3 MB each must not all stay in memory.
+    source = "{% for i in range(300) %}{% set t = [('x' * 3000000) ~ i] %}{% endfor %}done"
+    tracemalloc.start()
+    try:
+        assert render_prompt(source, MESSAGES) == "done"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+
+
+def test_shared_values_within_the_limits_still_work() -> None:
+    source = (
+        "{% set a = [0] * 100 %}{{ ([a] * 10) | sum(start=[]) | length }}|"
+        "{{ [[1], [2, 3]] | sum(start=[]) }}|"
+        "{{ [(1,), (2,)] | sum(start=()) }}|{{ [1, 2.5] | sum }}|{{ ([a] * 1000) | length }}|"
+        "{{ ('{0}{0}'.format('ab')) }}|{{ '%(x)s-%(x)s' % {'x': 1} }}|{{ [1, [2]] | tojson(indent=1) }}|"
+        "{% set ns = namespace(l=[]) %}{% for i in range(3) %}{% set ns.l = ns.l + [[i]] %}{% endfor %}"
+        "{{ ns.l }}|{{ [1, 2, 3] | batch(2, 0) | list }}"
+    )
+    assert render_prompt(source, MESSAGES) == (
+        "1000|[1, 2, 3]|(1, 2)|3.5|1000|abab|1-1|[\n 1,\n [\n  2\n ]\n]|[[0], [1], [2]]|[[1, 2], [3, 0]]"
+    )
+
+
+def test_nested_limits_leave_room_for_long_conversations_and_tools() -> None:
+    # 2,000 turns of 3 KB, gathered into a list one by one, written out as JSON, plus 100 tools.
+    turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * 400} for i in range(2000)
+    ]
+    tools = [
+        {"type": "function", "function": {"name": f"tool_{i}", "description": "Looks things up. " * 20}}
+        for i in range(100)
+    ]
+    source = (
+        "{% set ns = namespace(kept=[]) %}"
+        "{% for m in messages %}{% set ns.kept = ns.kept + [m] %}{% endfor %}{{ ns.kept | tojson }}\n"
+        "{{ tools | tojson(indent=4) }}\n{{ messages | map(attribute='role') | join }}"
+    )
+    prompt = render_prompt(source, turns, tools=tools)
+    expected = "\n".join([json.dumps(turns), json.dumps(tools, indent=4), "".join(m["role"] for m in turns)])
+    assert prompt == expected
+    assert len(prompt) > MAX_OUTPUT_CHARS
