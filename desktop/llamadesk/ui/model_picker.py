@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from .resources import icon
@@ -13,6 +14,14 @@ from .resources import icon
 OPEN_FILE_TEXT = "Open .gguf file…"
 _PATH_ROLE = Qt.ItemDataRole.UserRole
 _KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+_BROWSE_KEYS = {
+    Qt.Key.Key_Up,
+    Qt.Key.Key_Down,
+    Qt.Key.Key_PageUp,
+    Qt.Key.Key_PageDown,
+    Qt.Key.Key_Home,
+    Qt.Key.Key_End,
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ class ModelPicker(QComboBox):
             self.setItemData(index, "model", _KIND_ROLE)
             tip = str(entry.path) if entry.ok else f"{entry.message}\n{entry.path}"
             self.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+            if not entry.ok:  # listed so the user sees it, but it can't be chosen
+                item = self.model().item(index)  # type: ignore[attr-defined]
+                item.setEnabled(False)
         self.insertSeparator(self.count())
         self.addItem(OPEN_FILE_TEXT)
         self.setItemData(self.count() - 1, "open", _KIND_ROLE)
@@ -110,6 +122,17 @@ class ModelPicker(QComboBox):
         """Select row ``index`` as a user would."""
         self.setCurrentIndex(index)
         self._on_activated(index)
+
+    # Loading a model takes seconds and gigabytes: only a deliberate pick from the open list
+    # loads one. The wheel scrolls past the toolbar; arrow keys open the list first.
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        event.ignore()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in _BROWSE_KEYS and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            self.showPopup()
+            return
+        super().keyPressEvent(event)
 
     def _on_activated(self, index: int) -> None:
         kind = self.itemData(index, _KIND_ROLE)
