@@ -385,7 +385,7 @@ def test_resume_a_download_left_from_last_time(
     assert Path(finished.args[0]) == models_dir / "test__Tiny-GGUF" / "Tiny-Q8_0.gguf"
     ranges = [r.range for r in hub.byte_requests("Tiny-Q8_0.gguf")]
     assert ranges[-1] == "bytes=300000-"
-    assert any(m.path == Path(finished.args[0]) and m.state == "ok" for m in page.models())
+    qtbot.waitUntil(lambda: any(m.path == Path(finished.args[0]) and m.state == "ok" for m in page.models()))
 
 
 def test_dropping_a_gguf_file_imports_it(qtbot: QtBot, window: MainWindow, tmp_path: Path) -> None:
@@ -412,3 +412,27 @@ def test_dropping_a_gguf_file_imports_it(qtbot: QtBot, window: MainWindow, tmp_p
     assert event.isAccepted()
     assert window.model_picker.index_of(own) > 0
     assert "Added Dropped-Q4_0" in window.banner.text()
+
+
+def test_my_models_follows_a_running_download_and_deleting_it_cancels_it(
+    qtbot: QtBot, hub: FakeHub, window: MainWindow
+) -> None:
+    hub.faults.hold_after = 200_000
+    browser = open_browser(qtbot, window)
+    pick_repo(qtbot, browser, TINY_REPO)
+    page = open_library(window)
+    task = start_download(qtbot, browser, "Tiny-Q8_0")
+    qtbot.waitUntil(lambda: task.progress.done >= 200_000, timeout=HUB_TIMEOUT)
+    # The page lists the partial file of the running download by itself, without Resume.
+    qtbot.waitUntil(lambda: any(m.state == "partial" for m in page.models()), timeout=HUB_TIMEOUT)
+    partial = next(m for m in page.models() if m.state == "partial")
+    assert page.select(partial.key)
+    assert not page.resume_button.isVisibleTo(page)
+
+    manager = window.download_manager()
+    with qtbot.waitSignal(manager.taskFinished, timeout=HUB_TIMEOUT):
+        assert page.delete_selected(confirm=False)
+    assert task.state is DownloadState.CANCELLED and not task.running
+    assert not list(task.path.parent.glob("*.part*"))
+    qtbot.waitUntil(lambda: not any(m.state == "partial" for m in page.models()), timeout=HUB_TIMEOUT)
+    assert "Cancelled the download" in page.message_text()

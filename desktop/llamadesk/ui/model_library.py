@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    QTimer,
     QUrl,
     Signal,
 )
@@ -44,7 +45,7 @@ from .hub_browser import short_number
 from .hub_worker import DownloadManager, HubTasks
 
 if TYPE_CHECKING:
-    from ..hub import LibraryModel, ModelLibrary
+    from ..hub import DownloadTask, LibraryModel, ModelLibrary
 
 _Index = QModelIndex | QPersistentModelIndex
 SOURCE_TEXT = {
@@ -174,8 +175,14 @@ class ModelLibraryPage(QDialog):
         self._import_cancel = threading.Event()
         self._build()
         self.resize(1100, 620)
+        # Downloads that start, pause, fail or finish change what is listed (partial files).
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(300)
+        self._refresh_timer.timeout.connect(self._refresh_if_shown)
         if downloads is not None:
-            downloads.downloadFinished.connect(lambda _path: self.refresh())
+            downloads.taskAdded.connect(self._refresh_timer.start)
+            downloads.taskFinished.connect(self._refresh_timer.start)
         self.refresh()
 
     def _build(self) -> None:
@@ -265,6 +272,26 @@ class ModelLibraryPage(QDialog):
         self.view.selectRow(row if row >= 0 else 0)
         self._update_buttons()
 
+    def _refresh_if_shown(self) -> None:
+        if self.isVisible():  # opening the window refreshes it anyway
+            self.refresh()
+
+    def _download_of(self, model: LibraryModel) -> DownloadTask | None:
+        """The queued, running, paused or failed download writing ``model``'s partial files."""
+        from ..hub import DownloadState
+
+        if self.downloads is None or not model.repo_id or model.state != "partial":
+            return None
+        files, over = set(model.repo_files), (DownloadState.DONE, DownloadState.CANCELLED)
+        return next(
+            (
+                task
+                for task in self.downloads.tasks
+                if task.repo_id == model.repo_id and set(task.filenames) == files and task.state not in over
+            ),
+            None,
+        )
+
     def models(self) -> list[LibraryModel]:
         return list(self.table.models)
 
@@ -290,6 +317,9 @@ class ModelLibraryPage(QDialog):
             and bool(model.repo_id and model.repo_files)
             and self.downloads is not None
         )
+        if resumable and model is not None:
+            task = self._download_of(model)
+            resumable = task is None or task.state.value in ("paused", "failed")  # not while it runs
         self.resume_button.setVisible(resumable)
         if model is None:
             self.details.setText("")
@@ -391,6 +421,19 @@ class ModelLibraryPage(QDialog):
         if loaded is not None and Path(loaded) == Path(model.path):
             self.show_message(f"{model.name} is loaded: unload it (Model → Unload) first.", error=True)
             return False
+        task = self._download_of(model)
+        if task is not None and self.downloads is not None:
+            # Its download still owns the partial files: cancelling it deletes them.
+            question = (
+                f"Cancel the download of {model.name} and delete the {format_size(model.size)} downloaded?"
+            )
+            if confirm and not self.confirm("Delete model", question):
+                return False
+            self.downloads.cancel(task)
+            self.show_message(f"Cancelled the download of {model.name}; its partial file is deleted.")
+            self._refresh_timer.start()
+            self.modelsChanged.emit()
+            return True
         if model.deletable:
             question = f"Delete {model.name}? This frees {format_size(model.size)} of disk space."
         else:
