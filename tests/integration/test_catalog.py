@@ -240,3 +240,29 @@ def test_offline_message_when_nothing_listens() -> None:
             call()
         assert caught.value.kind == "offline"
         assert "downloaded models still work" in str(caught.value)
+
+
+def test_recommendation_prefers_all_on_gpu_then_quantized_files() -> None:
+    """An 8B model on an 8 GB GPU + 64 GB RAM: Q6_K fits on the GPU; Q8_0 and F16 only split."""
+    from llamadesk.engine import FitPlan, MemoryEstimate
+    from llamadesk.hub import FilePart, HubCatalog, ModelFile
+
+    def model(quant: str, gb: float, verdict: str) -> ModelFile:
+        size = int(gb * 1e9)
+        plan = FitPlan(verdict, -1 if verdict == "gpu" else 20, 4096, 8192, MemoryEstimate(size, 0, 0), "")
+        return ModelFile(
+            f"M-{quant}", (FilePart(f"M-{quant}.gguf", size, None),), quant, None, "model", fit=plan
+        )
+
+    gpu_box = [model("Q4_K_M", 4.9, "gpu"), model("Q6_K", 6.6, "gpu"), model("Q8_0", 8.5, "hybrid")]
+    gpu_box.append(model("F16", 16.1, "hybrid"))
+    best = HubCatalog._recommend(gpu_box, 8192)
+    assert best is not None and best.quantization == "Q6_K"
+
+    cpu_box = [model("Q4_K_M", 4.9, "cpu"), model("Q8_0", 8.5, "cpu"), model("F16", 16.1, "cpu")]
+    best = HubCatalog._recommend(cpu_box, 8192)
+    assert best is not None and best.quantization == "Q8_0"  # the largest quantized one
+
+    only_f16 = [model("F16", 16.1, "cpu"), model("BF16", 16.1, "too_large")]  # an unquantized-only repo
+    best = HubCatalog._recommend(only_f16, 8192)
+    assert best is not None and best.quantization == "F16"

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_FULL_PRECISION = frozenset({"F32", "F16", "BF16"})
+
 DEFAULT_N_CTX = 4096
 Sort = Literal["downloads", "likes", "trending", "recent"]
 _SORT_KEYS: dict[str, str] = {
@@ -393,7 +395,12 @@ class HubCatalog:
 
     @staticmethod
     def _recommend(files: list[ModelFile], context_length: int | None) -> ModelFile | None:
-        """The largest model that fits with room for the default context."""
+        """The largest model that fits with room for the default context, in the best place.
+
+        All on the GPU beats split between GPU and RAM, which beats RAM alone (a bigger quant
+        that spills out of VRAM runs several times slower); unquantized F32/F16/BF16 files are
+        only recommended when no quantized one fits, as they double the memory for little gain.
+        """
         needed = min(DEFAULT_N_CTX, context_length or DEFAULT_N_CTX)
         fitting = [
             f
@@ -404,4 +411,10 @@ class HubCatalog:
             and f.fit.verdict != "too_large"
             and (f.fit.max_ctx <= 0 or f.fit.max_ctx >= needed)
         ]
-        return max(fitting, key=lambda f: f.size, default=None)
+        tiers = {"gpu": 3, "hybrid": 2, "cpu": 1}
+
+        def rank(f: ModelFile) -> tuple[int, bool, int]:
+            assert f.fit is not None
+            return tiers.get(f.fit.verdict, 0), (f.quantization or "").upper() not in _FULL_PRECISION, f.size
+
+        return max(fitting, key=rank, default=None)
