@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from hub_server import FakeHub, make_gguf
@@ -36,7 +36,11 @@ license: apache-2.0
 ---
 # Tiny test model
 
-A *small* model for tests. See [the project](https://example.com/tiny).
+A *small* model for tests. See [the project](https://example.com/tiny) and [the licence](LICENSE).
+
+```sh
+llamadesk chat -m Tiny-Q8_0.gguf "Hello"
+```
 """
 
 
@@ -160,7 +164,9 @@ def test_search_sort_and_load_more(qtbot: QtBot, hub: FakeHub, window: MainWindo
     assert any(r.query.get("sort") == ["likes"] for r in hub.requests if r.path == "/api/models")
 
 
-def test_repo_files_card_and_recommendation(qtbot: QtBot, hub: FakeHub, window: MainWindow) -> None:
+def test_repo_files_card_and_recommendation(
+    qtbot: QtBot, hub: FakeHub, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
     browser = open_browser(qtbot, window)
     with qtbot.waitSignal(browser.searchFinished, timeout=HUB_TIMEOUT):
         browser.load_more_button.click()
@@ -183,10 +189,18 @@ def test_repo_files_card_and_recommendation(qtbot: QtBot, hub: FakeHub, window: 
     assert "vision projector" in cell(files, 2, 4)
     select_file(browser, "mmproj-Tiny-F16")
     assert not browser.download_button.isEnabled() and "vision projector" in browser.file_hint.text()
-    # The model card is rendered Markdown without its metadata block; links open in the browser.
+    # The model card is rendered Markdown without its metadata block; links open in the web
+    # browser (relative ones inside the repo), "Copy" copies the code, and the card stays put.
     card = browser.card.toPlainText()
     assert "Tiny test model" in card and "license:" not in card
-    assert "https://example.com/tiny" in browser.card.toHtml() and browser.card.openExternalLinks()
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toString()) or True)
+    for href in ("https://example.com/tiny", "LICENSE", "javascript:alert(1)", "file:///etc/passwd"):
+        browser.card.anchorClicked.emit(QUrl(href))
+    assert opened == ["https://example.com/tiny", f"{hub.url}/{TINY_REPO}/blob/main/LICENSE"]
+    browser.card.anchorClicked.emit(QUrl("copy-code:0"))
+    assert QGuiApplication.clipboard().text() == 'llamadesk chat -m Tiny-Q8_0.gguf "Hello"'
+    assert "Tiny test model" in browser.card.toPlainText()  # still showing the card
     select_file(browser, "Tiny-Q8_0")
     screenshot(browser, "hub-browser.png")
 
@@ -436,3 +450,48 @@ def test_my_models_follows_a_running_download_and_deleting_it_cancels_it(
     assert not list(task.path.parent.glob("*.part*"))
     qtbot.waitUntil(lambda: not any(m.state == "partial" for m in page.models()), timeout=HUB_TIMEOUT)
     assert "Cancelled the download" in page.message_text()
+
+
+def test_failed_repo_retries_on_click_and_failed_search_has_no_stale_load_more(
+    qtbot: QtBot, hub: FakeHub, window: MainWindow
+) -> None:
+    browser = open_browser(qtbot, window)
+    # A new search that fails leaves no "Load more" for the previous search's results.
+    assert browser.load_more_button.isEnabled()
+    hub.faults.status, hub.faults.status_path = 500, "/api/models"
+    browser.search_edit.setText("Tiny")
+    with qtbot.waitSignal(browser.errorShown, timeout=HUB_TIMEOUT):
+        browser.search()
+    assert not browser.load_more_button.isEnabled()
+
+    hub.faults.status = None
+    with qtbot.waitSignal(browser.searchFinished, timeout=HUB_TIMEOUT):
+        browser.search()
+    hub.faults.status, hub.faults.status_path = 503, f"/api/models/{TINY_REPO}"
+    row = next(r for r, repo in enumerate(browser.results.repos) if repo.repo_id == TINY_REPO)
+    with qtbot.waitSignal(browser.errorShown, timeout=HUB_TIMEOUT):
+        browser.results_view.selectRow(row)
+    assert browser.files.rowCount() == 0 and "retry" in browser.file_hint.text()
+    # Clicking the failed repo again (it is still the selected row) tries again.
+    hub.faults.status = None
+    with qtbot.waitSignal(browser.filesLoaded, timeout=HUB_TIMEOUT):
+        qtbot.mouseClick(
+            browser.results_view.viewport(),
+            Qt.MouseButton.LeftButton,
+            pos=browser.results_view.visualRect(browser.results.index(row, 0)).center(),
+        )
+    assert browser.files.rowCount() == 3 and browser.message_text() == ""
+
+
+def test_closing_discover_mid_search_still_shows_the_results(
+    qtbot: QtBot, hub: FakeHub, window: MainWindow
+) -> None:
+    browser = open_browser(qtbot, window)
+    browser.search_edit.setText("extra")
+    with qtbot.waitSignal(browser.searchFinished, timeout=HUB_TIMEOUT):
+        browser.search()
+        browser.close()
+    window.browse_action.trigger()
+    assert browser.isVisible()
+    assert [r.repo_id for r in browser.results.repos] == ["other/Extra-0-GGUF", "other/Extra-1-GGUF"]
+    assert browser.status_label.text().startswith("2 models")

@@ -85,7 +85,7 @@ def status_error(
             )
         return HubError(
             f"{repo_id} is a gated model: open {repo_url}, log in and accept its license, then add a "
-            "Hugging Face access token (Preferences → Hugging Face) and try again.",
+            "Hugging Face access token (Preferences → Hub) and try again.",
             kind="gated",
             url=repo_url,
         )

@@ -10,8 +10,17 @@ import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QCloseEvent, QColor, QFont, QPalette, QTextDocument
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QCloseEvent,
+    QColor,
+    QDesktopServices,
+    QFont,
+    QGuiApplication,
+    QPalette,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -32,7 +41,7 @@ from PySide6.QtWidgets import (
 from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
 from .hub_worker import DownloadManager, HubTasks
-from .markdown import render_markdown
+from .markdown import COPY_CODE_SCHEME, render_markdown
 
 if TYPE_CHECKING:
     from ..engine import Hardware
@@ -241,6 +250,7 @@ class HubBrowser(QDialog):
         cardLoaded(str): the model card of this repository is shown.
         errorShown(str): a message was shown (plain text).
         downloadStarted(object): a ``DownloadTask`` was queued.
+        linkOpened(str): a link in the model card was opened in the web browser.
     """
 
     searchFinished = Signal(int)
@@ -248,6 +258,7 @@ class HubBrowser(QDialog):
     cardLoaded = Signal(str)
     errorShown = Signal(str)
     downloadStarted = Signal(object)
+    linkOpened = Signal(str)
 
     def __init__(
         self,
@@ -271,6 +282,7 @@ class HubBrowser(QDialog):
         self._cursor: str | None = None
         self._repo: RepoFiles | None = None
         self._repo_id: str | None = None
+        self._repo_failed = False
         self._searched = False
         self.tasks = HubTasks(self)
         self._build()
@@ -318,6 +330,7 @@ class HubBrowser(QDialog):
         header.resizeSection(0, 165)
         self.results_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.results_view.selectionModel().currentRowChanged.connect(self._on_result_changed)
+        self.results_view.clicked.connect(self._on_result_clicked)
         self.status_label = QLabel(self)
         self.status_label.setObjectName("hubStatus")
         self.load_more_button = QPushButton("Load more", self)
@@ -357,7 +370,11 @@ class HubBrowser(QDialog):
         self.card = QTextBrowser(self)
         self.card.setObjectName("hubModelCard")
         self.card.setAccessibleName("Model card")
-        self.card.setOpenExternalLinks(True)
+        # Links are handled here: relative ones point into the repo, "Copy" copies a code block,
+        # and the card itself never navigates away (QTextBrowser would show a blank page).
+        self.card.setOpenLinks(False)
+        self.card.anchorClicked.connect(self._on_card_link)
+        self._card_code: tuple[str, ...] = ()
         self.card.setPlaceholderText("The model card appears here.")
 
         files_box = QWidget(self)
@@ -410,6 +427,7 @@ class HubBrowser(QDialog):
     def search(self) -> None:
         """Run a new search with the box's text and the chosen sort order."""
         self._searched = True
+        self._cursor = None  # the next page belongs to this search; an earlier one's is gone
         catalog = self.catalog()
         query = self.search_edit.text()
         sort = str(self.sort_combo.currentData())
@@ -459,8 +477,10 @@ class HubBrowser(QDialog):
         """Show ``repo_id``'s files and model card (both fetched in the background)."""
         self._repo_id = repo_id
         self._repo = None
+        self._repo_failed = False
         self.files.set_files(None)
         self._update_download_button()
+        self.file_hint.setText("Loading the file list…")
         summary = next((r for r in self.results.repos if r.repo_id == repo_id), None)
         self._show_repo_header(repo_id, summary)
         self.card.setPlainText("Loading the model card…")
@@ -503,14 +523,13 @@ class HubBrowser(QDialog):
             self.files_view.selectRow(self.files.row_of(repo.recommended))
         elif self.files.rowCount():
             self.files_view.selectRow(0)
-        if not repo.files:
-            self.file_hint.setText("This repository has no GGUF files.")
         self._update_download_button()
         self.filesLoaded.emit(repo.repo_id)
 
     def _on_repo_failed(self, repo_id: str, exc: LlamaDeskError) -> None:
         if repo_id == self._repo_id:
-            self.file_hint.setText("The file list could not be loaded.")
+            self._repo_failed = True
+            self.file_hint.setText("The file list could not be loaded; click the model again to retry.")
             self.show_error(exc, repo_id)
 
     def _on_card(self, repo_id: str, text: str) -> None:
@@ -519,8 +538,27 @@ class HubBrowser(QDialog):
         if not text.strip():
             self.card.setPlainText("This model has no model card.")
         else:
-            self.card.setHtml(render_markdown(text, dark=self._is_dark()).html)
+            rendered = render_markdown(text, dark=self._is_dark())
+            self._card_code = rendered.code_blocks
+            self.card.setHtml(rendered.html)
         self.cardLoaded.emit(repo_id)
+
+    def _on_card_link(self, url: QUrl) -> None:
+        if url.scheme() == COPY_CODE_SCHEME:
+            index = int(url.path()) if url.path().isdigit() else -1
+            if 0 <= index < len(self._card_code):
+                QGuiApplication.clipboard().setText(self._card_code[index])
+            return
+        if not url.scheme() and not url.path() and url.hasFragment():
+            self.card.scrollToAnchor(url.fragment())
+            return
+        if url.isRelative() and self._repo_id:
+            revision = self._repo.revision if self._repo is not None else "main"
+            base = QUrl(f"{self.catalog().endpoint}/{self._repo_id}/blob/{revision}/")
+            url = base.resolved(url)
+        if url.scheme() in ("http", "https"):
+            QDesktopServices.openUrl(url)
+            self.linkOpened.emit(url.toString())
 
     def _on_card_failed(self, repo_id: str, exc: LlamaDeskError) -> None:
         if repo_id != self._repo_id:
@@ -532,6 +570,13 @@ class HubBrowser(QDialog):
         return self._dark or self.palette().color(QPalette.ColorRole.Base).lightness() < 128
 
     # -- results and files -----------------------------------------------------------------------
+
+    def _on_result_clicked(self, index: QModelIndex) -> None:
+        """Clicking the model whose files failed to load tries again."""
+        repo_id = self.results.data(index, ResultsModel.REPO_ROLE)
+        if repo_id and repo_id == self._repo_id and self._repo_failed:
+            self.clear_message()
+            self.select_repo(str(repo_id))
 
     def _on_result_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
@@ -549,7 +594,10 @@ class HubBrowser(QDialog):
         file = self.selected_file()
         problem = ""
         if file is None:
-            problem = "Choose a file to download." if self._repo is not None and self._repo.files else ""
+            if self._repo is not None:
+                problem = (
+                    "Choose a file to download." if self._repo.files else "This repository has no GGUF files."
+                )
         elif file.kind != "model":
             problem = f"{file.name} is a {KIND_LABELS.get(file.kind, file.kind)}: it can't be chatted with."
         elif not file.complete:
@@ -559,7 +607,7 @@ class HubBrowser(QDialog):
             summary = file.fit.summary if file.fit is not None else ""
             self.file_hint.setText(f"{file.name} · {format_size(file.size)}. {summary}".strip())
             self.file_hint.setToolTip(self.file_hint.text())
-        elif problem or self._repo is not None:
+        elif self._repo is not None:
             self.file_hint.setText(problem)
 
     def download_selected(self) -> None:
@@ -623,5 +671,5 @@ class HubBrowser(QDialog):
         self.tasks.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.tasks.cancel("search")
+        # A search still running finishes and fills the hidden window, so reopening shows its results.
         super().closeEvent(event)

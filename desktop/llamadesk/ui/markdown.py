@@ -132,7 +132,7 @@ def _build_parser(dark: bool, code_font: str) -> MarkdownIt:
         token = tokens[idx]
         language = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
         blocks: list[str] = env.setdefault("code_blocks", [])
-        blocks.append(token.content)
+        blocks.append(token.content.removesuffix("\n"))  # copied without the fence's last newline
         index = env.get("first_code_index", 0) + len(blocks) - 1
         return _code_block_html(token.content, language, index, dark, code_font)
 
