@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -100,6 +101,7 @@ class Faults:
     throttle: float | None = None  # bytes per second for file bodies
     hold_after: int | None = None  # stop sending at this offset until ``release`` is set
     release: threading.Event = field(default_factory=threading.Event)
+    stall_path: str | None = None  # requests whose path starts with this get no answer until ``release``
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,17 @@ class RecordedRequest:
 
 
 # -- GGUF files -------------------------------------------------------------------------------
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """True once the client has closed its end (readable with nothing to read)."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def make_gguf(
@@ -202,6 +215,7 @@ class FakeHub:
         self.valid_tokens: set[str] = set()
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
+        self.stalled = 0  # requests held by ``faults.stall_path`` right now, their client still waiting
         self.page_size = page_size
         self.tree_page_size = tree_page_size
         self.redirect_lfs = redirect_lfs
@@ -299,6 +313,16 @@ class FakeHub:
             self._error(h, 401, None, "Invalid credentials in Authorization header")
             return
         faults = self.faults
+        if faults.stall_path is not None and path.startswith(faults.stall_path):
+            with self._lock:
+                self.stalled += 1
+            try:
+                while not faults.release.wait(0.05) and not self._closing.is_set():
+                    if _peer_closed(h.connection):
+                        return  # the client gave up (its timeout) or went away
+            finally:
+                with self._lock:
+                    self.stalled -= 1
         fail_now = faults.status_times is None or faults.status_times > 0
         if faults.status is not None and path.startswith(faults.status_path or "/") and fail_now:
             if faults.status_times is not None:

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -15,7 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from hub_server import FakeHub, make_gguf
 from llamadesk.app import create_main_window
-from llamadesk.hub import Downloader, DownloadState, DownloadTask
+from llamadesk.hub import Downloader, DownloadState, DownloadTask, HubCatalog
 from llamadesk.paths import get_paths
 from llamadesk.settings import Settings, SettingsStore
 from llamadesk.ui.hub_browser import FilesModel, HubBrowser
@@ -495,3 +496,26 @@ def test_closing_discover_mid_search_still_shows_the_results(
     assert browser.isVisible()
     assert [r.repo_id for r in browser.results.repos] == ["other/Extra-0-GGUF", "other/Extra-1-GGUF"]
     assert browser.status_label.text().startswith("2 models")
+
+
+def test_quitting_does_not_wait_for_a_hub_call_that_hangs(
+    qtbot: QtBot, hub: FakeHub, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ended: list[str] = []
+    files = HubCatalog.files
+
+    def watched_files(self: HubCatalog, repo_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return files(self, repo_id, *args, **kwargs)
+        finally:
+            ended.append(repo_id)
+
+    monkeypatch.setattr(HubCatalog, "files", watched_files)
+    browser = open_browser(qtbot, window)
+    hub.faults.stall_path = f"/api/models/{TINY_REPO}"  # the network swallows this call
+    row = next(r for r, repo in enumerate(browser.results.repos) if repo.repo_id == TINY_REPO)
+    browser.results_view.selectRow(row)
+    qtbot.waitUntil(lambda: hub.stalled == 1, timeout=HUB_TIMEOUT)
+    window.close()
+    # The window closed while the call still hangs: quitting did not sit out its 20 s timeout.
+    assert not window.isVisible() and ended == []

@@ -667,8 +667,8 @@ class HubBrowser(QDialog):
         self.message.clear()
 
     def shutdown(self) -> None:
-        """Wait for Hub calls still running (at app exit)."""
-        self.tasks.shutdown()
+        """At app exit: drop Hub calls (nothing to save; one waiting on a dead network is left behind)."""
+        self.tasks.shutdown(0)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # A search still running finishes and fills the hidden window, so reopening shows its results.

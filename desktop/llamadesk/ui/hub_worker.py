@@ -1,4 +1,4 @@
-"""Background runners for the Hub: catalog calls on a thread pool, and a Qt face for the download queue.
+"""Background runners for the Hub: catalog calls on background threads, and a Qt face for the download queue.
 
 Nothing here touches a widget. Results and download callbacks arrive on worker threads and
 are re-emitted as signals of objects that live on the GUI thread, so Qt queues them there.
@@ -6,12 +6,16 @@ are re-emitted as signals of objects that live on the GUI thread, so Qt queues t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ..errors import LlamaDeskError
 
@@ -27,45 +31,35 @@ class _Relay(QObject):
     done = Signal(int, bool, object)  # request id, ok, result or error message
 
 
-class _Job(QRunnable):
-    def __init__(self, relay: _Relay, request: int, work: Callable[[], Any]) -> None:
-        super().__init__()
-        self.setAutoDelete(True)
-        self._relay = relay
-        self._request = request
-        self._work = work
-
-    def run(self) -> None:
-        try:
-            result: Any = self._work()
-            ok = True
-        except LlamaDeskError as exc:
-            result, ok = exc, False
-        except Exception as exc:  # never let a traceback reach the user
-            log.exception("background Hub call failed")
-            result, ok = LlamaDeskError(f"Something went wrong: {exc}"), False
-        try:
-            self._relay.done.emit(self._request, ok, result)
-        except RuntimeError:  # the receiver is gone (its window closed)
-            pass
-
-
 class HubTasks(QObject):
     """Runs catalog calls off the GUI thread; each call has a success and a failure path.
 
     ``run(work, success, failure)`` returns a request id; results of a call superseded by a
-    newer call with the same ``channel`` are dropped (a newer search wins over an older one).
+    newer call with the same ``channel`` are dropped (a newer search wins over an older one),
+    and a superseded call still waiting for a thread is not made at all (clicking through ten
+    repositories fetches the last one, not all ten in turn).
+
+    The threads are daemon threads: a Hub call that hangs (a network that swallows packets)
+    never holds up quitting. ``shutdown`` waits a moment for calls that clean up after
+    themselves (an import copy removing its partial file), then leaves the rest behind.
     """
 
     def __init__(self, parent: QObject | None = None, *, max_threads: int = 3) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(max_threads)
+        self._max_threads = max_threads
         self._relay = _Relay(self)
         self._relay.done.connect(self._on_done)
         self._next = 0
+        # GUI thread only: what to call when a request ends.
         self._pending: dict[int, tuple[str, Callable[[Any], None], Callable[[LlamaDeskError], None]]] = {}
+        # Shared with the workers, under ``_cond``.
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[int, str, Callable[[], Any]]] = deque()
         self._latest: dict[str, int] = {}
+        self._threads = 0
+        self._idle = 0
+        self._running = 0
+        self._closed = False
 
     @property
     def busy(self) -> bool:
@@ -81,33 +75,85 @@ class HubTasks(QObject):
     ) -> int:
         self._next += 1
         request = self._next
-        self._pending[request] = (channel, success, failure)
-        if channel:
-            self._latest[channel] = request
-        self._pool.start(_Job(self._relay, request, work))
+        with self._cond:
+            if self._closed:
+                return request
+            self._pending[request] = (channel, success, failure)
+            if channel:
+                self._latest[channel] = request
+            self._queue.append((request, channel, work))
+            if self._idle == 0 and self._threads < self._max_threads:
+                self._threads += 1
+                threading.Thread(target=self._worker, name="hub-call", daemon=True).start()
+            self._cond.notify()
         return request
 
     def cancel(self, channel: str) -> None:
-        """Forget the answer of the newest call on ``channel`` (it still finishes in the background)."""
-        self._latest.pop(channel, None)
+        """Forget the newest call on ``channel``: not made if not yet started, else its answer dropped."""
+        with self._cond:
+            self._latest.pop(channel, None)
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Drop queued calls and wait for running ones; True if all ended in time."""
-        self._pending.clear()
-        self._pool.clear()
-        return self._pool.waitForDone(timeout_ms)
+    def shutdown(self, timeout_ms: int = 2_000) -> bool:
+        """Drop queued calls and give running ones ``timeout_ms`` to end; True if none is left running."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._pending.clear()
+            self._cond.notify_all()
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._running:
+                log.info("quitting with %d Hub call(s) still waiting for the network", self._running)
+            return not self._running
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                self._idle -= 1
+                if self._closed:
+                    self._threads -= 1
+                    return
+                request, channel, work = self._queue.popleft()
+                if channel and self._latest.get(channel) != request:
+                    with contextlib.suppress(RuntimeError):  # superseded before it started
+                        self._relay.done.emit(request, False, None)
+                    continue
+                self._running += 1
+            ok, result = _call(work)
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+                if not self._closed:  # after shutdown the receiver may be gone
+                    with contextlib.suppress(RuntimeError):
+                        self._relay.done.emit(request, ok, result)
 
     def _on_done(self, request: int, ok: bool, result: Any) -> None:
         entry = self._pending.pop(request, None)
         if entry is None:
             return
         channel, success, failure = entry
-        if channel and self._latest.get(channel) != request:
+        with self._cond:
+            latest = self._latest.get(channel)
+        if channel and latest != request:
             return
         if ok:
             success(result)
         else:
             failure(result)
+
+
+def _call(work: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, work()
+    except LlamaDeskError as exc:
+        return False, exc
+    except Exception as exc:  # never let a traceback reach the user
+        log.exception("background Hub call failed")
+        return False, LlamaDeskError(f"Something went wrong: {exc}")
 
 
 class DownloadManager(QObject):

@@ -1342,7 +1342,7 @@ class MainWindow(QMainWindow):
         if self._downloads is not None:
             self._downloads.shutdown()
         if self._hub_tasks is not None:
-            self._hub_tasks.shutdown()
+            self._hub_tasks.shutdown(0)
 
     # ------------------------------------------------------------------ settings, theme, preferences
 
