@@ -25,7 +25,8 @@ def test_tables_get_visible_borders() -> None:
 
 def test_fenced_code_is_highlighted_inline_and_collected() -> None:
     out = render_markdown(f"Before\n\n```python\n{CODE}```\n\nAfter\n\n```\nplain <text>\n```\n")
-    assert out.code_blocks == (CODE, "plain <text>\n")
+    # "Copy" gives the code as written, without the newline before the closing fence
+    assert out.code_blocks == (CODE.removesuffix("\n"), "plain <text>")
     # pygments with inline styles: keywords carry their colour in a style attribute, no CSS classes
     assert '<span style="color: #008000; font-weight: bold">def</span>' in out.html
     assert 'class="' not in out.html
@@ -44,7 +45,7 @@ def test_dark_theme_uses_dark_code_style_and_code_font() -> None:
 
 def test_unknown_language_falls_back_to_plain_text() -> None:
     out = render_markdown("```nosuchlang\nx = 1\n```")
-    assert out.code_blocks == ("x = 1\n",)
+    assert out.code_blocks == ("x = 1",)
     assert "nosuchlang" in out.html
 
 
@@ -60,4 +61,4 @@ def test_raw_html_is_escaped_and_images_become_links() -> None:
 
 def test_unterminated_fence_while_streaming_still_renders() -> None:
     out = render_markdown("Here:\n\n```python\nprint(1)\n")
-    assert out.code_blocks == ("print(1)\n",)
+    assert out.code_blocks == ("print(1)",)
