@@ -60,6 +60,7 @@ def hub(files_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
                 gguf={"total": 1_500_000_000, "architecture": "qwen2", "context_length": 32768},
             )
             server.add_file(repo.repo_id, f"Chat-Model-{i}-Q4_K_M.gguf", files_dir / "small.gguf")
+        server.add_file("team0/Chat-Model-0-GGUF", "Chat-Model-0-UD-Q8_K_XL.gguf", files_dir / "medium.gguf")
         server.add_repo("someone/not-a-gguf-model", downloads=10_000, tags=["safetensors"])
         repo = server.add_repo("acme/Mixed-GGUF")
         server.add_file(
@@ -139,6 +140,15 @@ def test_files_sizes_quants_split_groups_and_labels(hub: FakeHub, files_dir: Pat
     assert repo.find("mixed-q8_0.gguf") is by_name["Mixed-Q8_0"]
     tree = [r for r in hub.requests if "/tree/" in r.path]
     assert tree and tree[0].query.get("recursive") in (["true"], ["True"])
+
+
+def test_publishers_mixes_keep_their_names_and_get_measured_bits(hub: FakeHub, files_dir: Path) -> None:
+    repo = HubCatalog(hardware=BIG_PC).files("team0/Chat-Model-0-GGUF")
+    mix = next(f for f in repo.files if f.name == "Chat-Model-0-UD-Q8_K_XL")
+    assert mix.quantization == "UD-Q8_K_XL"
+    # no llama.cpp type of that name: the bits come from the file size and the parameter count
+    size = (files_dir / "medium.gguf").stat().st_size
+    assert mix.bits_per_weight == pytest.approx(size * 8 / 1_500_000_000, abs=0.01)
 
 
 def test_long_file_lists_are_paged(hub: FakeHub) -> None:

@@ -38,6 +38,14 @@ from llamadesk.hub.quant import (
         ("model-Q5_1.gguf", "Q5_1"),
         ("just-a-model.gguf", None),
         ("F16-finetune-Q4_0.gguf", "Q4_0"),  # the last quantization named wins
+        # publishers' mixes keep their published names
+        ("Qwen3-30B-A3B-UD-Q4_K_XL.gguf", "UD-Q4_K_XL"),
+        ("UD-Q2_K_XL/Qwen3-235B-A22B-UD-Q2_K_XL-00001-of-00002.gguf", "UD-Q2_K_XL"),
+        ("Qwen3-8B-UD-Q8_K_XL.gguf", "UD-Q8_K_XL"),
+        ("DeepSeek-R1-UD-IQ1_S.gguf", "UD-IQ1_S"),
+        ("gemma-3-12b-it-Q4_K_L.gguf", "Q4_K_L"),
+        ("gemma-3-12b-it-Q6_K_L.gguf", "Q6_K_L"),
+        ("model-Q8_K.gguf", None),  # not a file type
     ],
 )
 def test_quantization_from_file_name(filename: str, expected: str | None) -> None:
@@ -48,6 +56,9 @@ def test_bits_per_weight_follow_llama_cpp_ordering() -> None:
     assert bits_per_weight("Q4_K_M") == pytest.approx(4.83)
     assert bits_per_weight("q8_0") == pytest.approx(8.5)
     assert bits_per_weight(None) is None and bits_per_weight("Q9_X") is None
+    # a mix counts as the type it is built on; one with no such type is unknown
+    assert bits_per_weight("UD-Q4_K_XL") == bits_per_weight("Q4_K_L") == pytest.approx(4.83)
+    assert bits_per_weight("Q3_K_L") == pytest.approx(4.27) and bits_per_weight("UD-Q8_K_XL") is None
     order = [
         "IQ1_S",
         "IQ2_XXS",

@@ -316,7 +316,10 @@ class HubCatalog:
             quant = parse_quantization(parts[0].path)
             size = sum(p.size for p in parts)
             fit = self._fit(size, summary.parameter_count) if kind == "model" and complete else None
-            files.append(ModelFile(name, parts, quant, bits_per_weight(quant), kind, complete, fit))
+            bits = bits_per_weight(quant)
+            if bits is None and kind == "model" and complete and summary.parameter_count:
+                bits = round(size * 8 / summary.parameter_count, 2)  # what this file actually spends
+            files.append(ModelFile(name, parts, quant, bits, kind, complete, fit))
         order = {"model": 0, "mmproj": 1, "imatrix": 2}
         files.sort(key=lambda f: (order.get(f.kind, 3), f.size, f.name.lower()))
         return RepoFiles(

@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 from ..engine.gguf_info import BITS_PER_WEIGHT, SPLIT_RE
 
-# Longest names first so "Q4_K_M" wins over "Q4_K" and "IQ2_XXS" over "IQ2_XS".
-_NAMES = sorted(BITS_PER_WEIGHT, key=len, reverse=True)
+# Longest names first so "Q4_K_M" wins over "Q4_K" and "IQ2_XXS" over "IQ2_XS". "Q8_K" has no
+# file type of its own but names Unsloth's "Q8_K_XL".
+_NAMES = sorted([*BITS_PER_WEIGHT, "Q8_K"], key=len, reverse=True)
+# Publishers' own mixes are named after the type most tensors use, plus a suffix: bartowski's
+# "Q4_K_L" (Q8_0 embeddings), Unsloth's dynamic "UD-Q4_K_XL". They are shown as published.
 _QUANT_RE = re.compile(
-    r"(?<![A-Za-z0-9])(?P<name>" + "|".join(re.escape(n) for n in _NAMES) + r")(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(?P<ud>UD[-_])?(?P<name>"
+    + "|".join(re.escape(n) for n in _NAMES)
+    + r")(?P<variant>_(?:XXL|XL|L))?(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
+_MIX_RE = re.compile(r"^(?:UD[-_])?(?P<base>.+?)(?:_(?:XXL|XL|L))?$")
 _SEPARATORS = re.compile(r"[-_.\s]")
 
 
@@ -37,15 +43,28 @@ def parse_quantization(filename: str) -> str | None:
     # Names are matched with "_" inside them, so scan the original spelling; the last one wins
     # (a repo name may contain an unrelated token earlier, e.g. "F16-finetune-Q4_0").
     for hit in _QUANT_RE.finditer(base):
-        found = hit["name"].upper()
+        name = hit["name"].upper()
+        if hit["variant"] and name + hit["variant"].upper() not in BITS_PER_WEIGHT:
+            name += hit["variant"].upper()
+        if name not in BITS_PER_WEIGHT and not hit["variant"] and not hit["ud"]:
+            continue  # "Q8_K" alone is not a file type
+        found = ("UD-" if hit["ud"] else "") + name
     return found
 
 
 def bits_per_weight(quantization: str | None) -> float | None:
-    """Approximate bits per weight of a quantization, or None when unknown."""
+    """Approximate bits per weight of a quantization, or None when unknown.
+
+    A publisher's mix ("UD-Q4_K_XL", "Q5_K_L") counts as the type it is built on: its real
+    size is a little larger, which the file size shows.
+    """
     if not quantization:
         return None
-    return BITS_PER_WEIGHT.get(quantization.upper())
+    name = quantization.upper()
+    if name in BITS_PER_WEIGHT:
+        return BITS_PER_WEIGHT[name]
+    match = _MIX_RE.match(name)
+    return BITS_PER_WEIGHT.get(match["base"]) if match else None
 
 
 def file_kind(filename: str) -> str:
