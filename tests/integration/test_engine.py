@@ -189,3 +189,32 @@ def test_load_can_be_cancelled(starter_model: Path) -> None:
     with pytest.raises(EngineError, match="cancelled"):
         eng.load(starter_model, RuntimeSettings(n_ctx=256), progress=progress)
     assert seen and not eng.is_loaded
+
+
+def test_switching_plans_after_the_old_model_is_freed(
+    tmp_path: Path, starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llamadesk.engine import engine as engine_module
+
+    eng = Engine()
+    eng.load(starter_model, RuntimeSettings(n_ctx=256, n_threads=2))
+    assert eng.ram_used >= 0
+    planned_with_model_loaded: list[bool] = []
+    detect = engine_module.detect_hardware
+
+    def watched(**kwargs: object) -> object:
+        planned_with_model_loaded.append(eng.is_loaded)
+        return detect()
+
+    monkeypatch.setattr(engine_module, "detect_hardware", watched)
+    # A bad file is refused while the current model stays loaded ...
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        eng.load(bad)
+    assert eng.is_loaded and planned_with_model_loaded == []
+    # ... and a good one is planned with the memory the current one held.
+    eng.load(starter_model, RuntimeSettings(n_ctx=256, n_threads=2))
+    assert planned_with_model_loaded == [False] and eng.is_loaded
+    eng.unload()
+    assert eng.ram_used == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,14 +87,14 @@ def test_token_check_asks_the_hub(
         dialog.close()
 
 
-def _tight_ram(monkeypatch: pytest.MonkeyPatch, spare: int) -> None:
+def _tight_ram(monkeypatch: pytest.MonkeyPatch, spare: int, total: int = 0) -> None:
     """Pretend this machine has ``spare`` bytes of RAM free beyond the planner's reserve."""
     import llamadesk.engine as engine
     from llamadesk.engine.hardware import Hardware
     from llamadesk.engine.planner import RAM_RESERVE
 
     tight = Hardware(
-        total_ram=RAM_RESERVE + spare,
+        total_ram=max(total, RAM_RESERVE + spare),
         available_ram=RAM_RESERVE + spare,
         cpu_count=2,
         backend="CPU",
@@ -189,3 +190,40 @@ def test_preferences_ok_keeps_template_overrides_and_updates_downloads(
     assert saved.template_overrides == window.settings.template_overrides == {"some-model": PLAIN}
     assert downloads.downloader._token == "hf_new"  # the next gated download uses it at once
     assert downloads.downloader.models_dir == window.library.models_dir == tmp_path / "elsewhere"
+
+
+def _starter_entry(window: MainWindow) -> str:
+    starter = starter_model_path()
+    return next(e.text for e in window.model_picker._entries if e.path == starter)
+
+
+@pytest.mark.model
+def test_fit_labels_and_warnings_count_the_memory_switching_frees(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starter = starter_model_path()
+    assert starter is not None
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
+    if window.controller.loaded is None:
+        with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+            window.load_model(starter, confirm=False)
+    loaded = window.controller.loaded
+    assert loaded is not None and loaded.ram_used >= 0
+    window.settings.runtime.n_ctx = 8192  # about 470 MB with this model
+    _tight_ram(monkeypatch, 300_000_000, total=16_000_000_000)  # the rest is in use
+
+    # The picker says what loading would say: this context does not fit in what is free.
+    window.controller.loaded = dataclasses.replace(loaded, ram_used=0)
+    window.refresh_models()
+    assert "Fits with ≤" in _starter_entry(window) and "tokens of context" in _starter_entry(window)
+    assert not window.load_model(starter)
+    assert window.fit_warning is not None
+    window.fit_warning.reject()
+
+    # The loaded model's memory comes back when it is replaced, so the same load fits.
+    window.controller.loaded = dataclasses.replace(loaded, ram_used=400_000_000)
+    window.refresh_models()
+    assert "Fits in RAM" in _starter_entry(window)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000) as done:
+        assert window.load_model(starter)
+    assert window.fit_warning is None and done.args[0].n_ctx == 8192

@@ -25,7 +25,7 @@ from ..settings import GenerationSettings, RuntimeSettings
 from . import runtime
 from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
-from .hardware import detect_hardware
+from .hardware import detect_hardware, memory
 from .planner import FitPlan, plan_fit
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class Engine:
         self.n_ctx = 0
         self.n_gpu_layers = 0
         self.backend = "CPU"
+        self.ram_used = 0
         self._active_stop: threading.Event | None = None
         self._abort_cb: Any = None
 
@@ -150,7 +151,10 @@ class Engine:
         ``progress`` gets 0..1 and may return False to cancel (then EngineError "cancelled").
         """
         rs = runtime_settings or RuntimeSettings()
-        info = inspect_gguf(path)
+        info = inspect_gguf(path)  # a bad file is refused before the loaded model goes
+        # Free the current model first: its memory is what the new one will use, and planning
+        # with it still loaded would cut the new model's context or GPU layers for nothing.
+        self.unload()
         hw = detect_hardware()
         plan = plan_fit(info, hw, n_ctx=rs.n_ctx, n_gpu_layers=rs.n_gpu_layers)
         n_ctx = rs.n_ctx or plan.n_ctx
@@ -160,7 +164,6 @@ class Engine:
         if not hw.gpu_offload:
             n_gpu_layers = 0
         threads = rs.n_threads or _physical_cores()
-        self.unload()
         module = runtime.llama_cpp()
         runtime.clear_recent()
         cancelled = False
@@ -206,6 +209,9 @@ class Engine:
         self.n_ctx = int(llm.n_ctx())
         self.n_gpu_layers = n_gpu_layers
         self.backend = hw.backend if n_gpu_layers else "CPU"
+        # What loading took from the RAM the system counts as available (weights not on the GPU,
+        # KV cache, buffers); planning another model adds it back, as switching frees it.
+        self.ram_used = max(hw.available_ram - memory()[1], 0)
         self._install_abort(module)
 
     def _install_abort(self, module: Any) -> None:
@@ -224,6 +230,7 @@ class Engine:
         self.info = None
         self.plan = None
         self.n_ctx = 0
+        self.ram_used = 0
         if llm is not None:
             llm.close()
         self._abort_cb = None

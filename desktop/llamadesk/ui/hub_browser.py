@@ -266,7 +266,7 @@ class HubBrowser(QDialog):
         *,
         token: Callable[[], str],
         endpoint: str | None = None,
-        hardware: Hardware | None = None,
+        hardware: Hardware | Callable[[], Hardware] | None = None,
         dark: bool = False,
         parent: QWidget | None = None,
     ) -> None:
@@ -417,7 +417,8 @@ class HubBrowser(QDialog):
         """A catalog with the current token (read each time: Preferences may have changed it)."""
         from ..hub import HubCatalog
 
-        return HubCatalog(self._endpoint, self._token() or None, hardware=self._hardware)
+        hardware = self._hardware() if callable(self._hardware) else self._hardware
+        return HubCatalog(self._endpoint, self._token() or None, hardware=hardware)
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

@@ -37,6 +37,7 @@ class LoadedModel:
     n_gpu_layers: int
     backend: str
     chat_format: ChatFormat
+    ram_used: int = 0  # bytes of available RAM that loading took (given back when switching)
 
 
 class _Worker(QObject):
@@ -94,6 +95,7 @@ class _Worker(QObject):
                 n_gpu_layers=self.engine.n_gpu_layers,
                 backend=self.engine.backend,
                 chat_format=self._format,
+                ram_used=self.engine.ram_used,
             )
         )
 

@@ -6,6 +6,7 @@ the settings and the inference controller, and keeps window state across restart
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -63,7 +64,7 @@ from .status_bar import StatusBar
 from .theme import apply_theme
 
 if TYPE_CHECKING:
-    from ..engine import FitPlan, GGUFInfo
+    from ..engine import FitPlan, GGUFInfo, Hardware
     from .hub_browser import HubBrowser
     from .hub_worker import DownloadManager, HubTasks
     from .model_library import ModelLibraryPage
@@ -938,8 +939,23 @@ class MainWindow(QMainWindow):
             models = []
         self._fill_picker(models)
 
+    def planning_hardware(self) -> Hardware:
+        """This machine as a model about to load will find it: loading one frees the one loaded now."""
+        from ..engine import detect_hardware
+
+        hardware = detect_hardware()
+        loaded = self.controller.loaded
+        if loaded is not None and loaded.ram_used:
+            available = min(hardware.available_ram + loaded.ram_used, hardware.total_ram)
+            hardware = dataclasses.replace(hardware, available_ram=available)
+        return hardware
+
+    def _runtime_for(self, key: str) -> RuntimeSettings:
+        """The runtime settings a model loads with: its preset's, or the general ones."""
+        return self.settings.for_model(key)[1] if key in self.settings.presets else self.settings.runtime
+
     def _fill_picker(self, models: list[Any]) -> None:
-        from ..engine import detect_hardware, plan_fit
+        from ..engine import plan_fit
 
         models = [m for m in models if getattr(m, "kind", "model") == "model"]
         hardware = None
@@ -949,8 +965,13 @@ class MainWindow(QMainWindow):
             fit = ""
             if info is not None and model.state == "ok":
                 try:
-                    hardware = hardware or detect_hardware()
-                    fit = plan_fit(info, hardware).label
+                    hardware = hardware or self.planning_hardware()
+                    runtime = self._runtime_for(model.key)
+                    plan = plan_fit(info, hardware, n_ctx=runtime.n_ctx, n_gpu_layers=runtime.n_gpu_layers)
+                    fit = plan.label
+                    if plan.verdict != "too_large" and runtime.n_ctx and plan.n_ctx < runtime.n_ctx:
+                        # loading warns and offers this context; say so before the user picks it
+                        fit = f"Fits with ≤ {plan.max_ctx:,} tokens of context"
                 except Exception:  # a planner problem must not hide the model
                     log.exception("planning %s failed", model.path)
             entries.append(
@@ -1003,7 +1024,7 @@ class MainWindow(QMainWindow):
 
     def load_model(self, path: Path, *, confirm: bool = True) -> bool:
         """Check that the model can work here, then load it on the inference thread."""
-        from ..engine import EngineError, detect_hardware, inspect_gguf, plan_fit
+        from ..engine import EngineError, inspect_gguf, plan_fit
 
         if self.controller.busy:
             self.show_info("Wait for the current reply or load to finish first.")
@@ -1015,10 +1036,10 @@ class MainWindow(QMainWindow):
             self._reset_picker()
             self.show_error(str(exc), "Choose another model file.")
             return False
-        key = self.model_key(path)
-        runtime = self.settings.for_model(key)[1] if key in self.settings.presets else self.settings.runtime
+        runtime = self._runtime_for(self.model_key(path))
         try:
-            plan = plan_fit(info, detect_hardware(), n_ctx=runtime.n_ctx, n_gpu_layers=runtime.n_gpu_layers)
+            hardware = self.planning_hardware()
+            plan = plan_fit(info, hardware, n_ctx=runtime.n_ctx, n_gpu_layers=runtime.n_gpu_layers)
         except Exception:  # the plan is advice; never block a load on it
             log.exception("planning %s failed", path)
             plan = None
@@ -1251,6 +1272,7 @@ class MainWindow(QMainWindow):
             self.hub_browser = HubBrowser(
                 self.download_manager(),
                 token=lambda: load_token(self.paths.token_file),
+                hardware=self.planning_hardware,  # fit verdicts as if the loaded model made room
                 dark=self.dark,
                 parent=self,
             )
