@@ -4,7 +4,9 @@ talking to a local Hub on 127.0.0.1 (tests/hub_server.py), in the real main wind
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -350,6 +352,49 @@ def test_my_models_import_and_delete(
     page.select(copied.key)
     qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
     assert not copied.path.exists() and page.table.row_of(copied.key) < 0
+
+
+def test_copying_a_model_in_shows_progress_and_can_be_cancelled(
+    qtbot: QtBot, window: MainWindow, starter_model: Path, llamadesk_home: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "Downloads" / "SmolLM2-Q4_1.gguf"  # a model from elsewhere, 98 MB
+    source.parent.mkdir()
+    shutil.copyfile(starter_model, source)
+    page = open_library(window)
+    before = {m.key for m in page.models()}
+    imported_dir = get_paths(llamadesk_home).models_dir / "imported"
+    # Hold the copy at its first progress report (on the copying thread) until Cancel is clicked,
+    # so the click always lands mid-copy however fast the disk is.
+    clicked = threading.Event()
+    reports: list[tuple[int, int]] = []
+
+    def hold(done: int, total: int) -> None:
+        reports.append((done, total))
+        clicked.wait(10)
+
+    page.importProgress.connect(hold, Qt.ConnectionType.DirectConnection)
+    with qtbot.waitSignal(page.messageShown, timeout=HUB_TIMEOUT, check_params_cb=lambda t: "cancelled" in t):
+        page.import_file(source, copy=True)
+        qtbot.waitUntil(lambda: bool(reports))
+        assert page.import_row.isVisible() and page.cancel_import_button.isEnabled()
+        assert not page.import_button.isEnabled()
+        qtbot.mouseClick(page.cancel_import_button, Qt.MouseButton.LeftButton)
+        clicked.set()
+    page.importProgress.disconnect(hold)
+    done, total = reports[0]
+    assert 0 < done < total == source.stat().st_size  # stopped part-way
+    assert not page.import_row.isVisible() and page.import_button.isEnabled()
+    assert "not copied" in page.message_text()
+    assert {m.key for m in page.models()} == before
+    assert not imported_dir.exists() or not any(imported_dir.rglob("*"))  # nothing left behind
+
+    # Without cancelling, the bar follows the copy to the end and the model is added.
+    seen: list[tuple[int, int]] = []
+    page.importProgress.connect(lambda d, t: seen.append((d, t)))
+    with qtbot.waitSignal(page.importFinished, timeout=HUB_TIMEOUT) as finished:
+        page.import_file(source, copy=True)
+    assert seen and seen[-1] == (total, total) and finished.args[0].path.exists()
+    assert not page.import_row.isVisible()
 
 
 def test_broken_file_is_listed_as_broken(

@@ -7,8 +7,10 @@ can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QTableView,
@@ -149,12 +152,14 @@ class ModelLibraryPage(QDialog):
         modelsChanged: a model was imported, deleted or finished downloading.
         importFinished(object): the ``LibraryModel`` just imported.
         messageShown(str): a message was shown (plain text).
+        importProgress(int, int): bytes copied so far and in all, about 10 times a second.
     """
 
     loadRequested = Signal(object)
     modelsChanged = Signal()
     importFinished = Signal(object)
     messageShown = Signal(str)
+    importProgress = Signal(int, int)  # bytes copied, bytes in all (from the copying thread)
 
     def __init__(
         self,
@@ -173,6 +178,7 @@ class ModelLibraryPage(QDialog):
         self._loaded_path = loaded_path
         self.tasks = HubTasks(self, max_threads=1)
         self._import_cancel = threading.Event()
+        self._importing = ""
         self._build()
         self.resize(1100, 620)
         # Downloads that start, pause, fail or finish change what is listed (partial files).
@@ -229,6 +235,22 @@ class ModelLibraryPage(QDialog):
         self.details.setObjectName("libraryDetails")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A copy into the models folder can take minutes for a large model: show it and let it stop.
+        self.import_progress = QProgressBar(self)
+        self.import_progress.setObjectName("importProgress")
+        self.import_progress.setAccessibleName("Import progress")
+        self.import_progress.setRange(0, 1000)
+        self.import_progress.setTextVisible(True)
+        self.cancel_import_button = QPushButton("Cancel import", self)
+        self.cancel_import_button.setObjectName("cancelImportButton")
+        self.cancel_import_button.clicked.connect(self.cancel_import)
+        self.import_row = QWidget(self)
+        import_layout = QHBoxLayout(self.import_row)
+        import_layout.setContentsMargins(0, 0, 0, 0)
+        import_layout.addWidget(self.import_progress, 1)
+        import_layout.addWidget(self.cancel_import_button)
+        self.import_row.hide()
+        self.importProgress.connect(self._on_import_progress)
         buttons = QHBoxLayout()
         for button in (self.load_button, self.import_button, self.delete_button, self.reveal_button):
             buttons.addWidget(button)
@@ -240,6 +262,7 @@ class ModelLibraryPage(QDialog):
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.addWidget(self.view, 1)
         top_layout.addWidget(self.details)
+        top_layout.addWidget(self.import_row)
         top_layout.addLayout(buttons)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message)
@@ -372,15 +395,58 @@ class ModelLibraryPage(QDialog):
         """Import ``path`` in the background (a copy can take a while); emits ``importFinished``."""
         self.import_button.setEnabled(False)
         self.show_message(f"{'Copying' if copy else 'Adding'} {path.name}…")
-        library, cancel = self.library, self._import_cancel
+        library = self.library
+        cancel = self._import_cancel = threading.Event()
+        progress = None
+        if copy:
+            self._importing = path.name
+            self.import_progress.setValue(0)
+            self.import_progress.setFormat(f"Copying {path.name}…")
+            self.cancel_import_button.setEnabled(True)
+            self.import_row.show()
+            progress = self._progress_reporter()
         self.tasks.run(
-            lambda: library.import_model(path, copy=copy, cancel=cancel),
+            lambda: library.import_model(path, copy=copy, progress=progress, cancel=cancel),
             self._on_imported,
             self._on_import_failed,
         )
 
-    def _on_imported(self, model: LibraryModel) -> None:
+    def _progress_reporter(self) -> Callable[[int, int], None]:
+        """A callback for the copying thread: forwards progress at most 10 times a second."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.1 and done < total:
+                return
+            last[0] = now
+            with contextlib.suppress(RuntimeError):  # the window is gone (quitting)
+                self.importProgress.emit(done, total)
+
+        return report
+
+    def _on_import_progress(self, done: int, total: int) -> None:
+        from ..hub import format_size
+
+        if self.import_row.isHidden():
+            return
+        self.import_progress.setValue(int(1000 * done / total) if total else 0)
+        self.import_progress.setFormat(
+            f"Copying {self._importing}: {format_size(done)} of {format_size(total)} (%p%)"
+        )
+
+    def cancel_import(self) -> None:
+        """Stop the copy now running; its partial files are removed."""
+        self._import_cancel.set()
+        self.cancel_import_button.setEnabled(False)
+        self.import_progress.setFormat(f"Cancelling the copy of {self._importing}…")
+
+    def _import_ended(self) -> None:
         self.import_button.setEnabled(True)
+        self.import_row.hide()
+
+    def _on_imported(self, model: LibraryModel) -> None:
+        self._import_ended()
         self.refresh()
         self.select(model.key)
         self.show_message(f"Added {model.name}.")
@@ -388,8 +454,11 @@ class ModelLibraryPage(QDialog):
         self.importFinished.emit(model)
 
     def _on_import_failed(self, exc: LlamaDeskError) -> None:
-        self.import_button.setEnabled(True)
-        self.show_message(str(exc), error=True)
+        self._import_ended()
+        if getattr(exc, "kind", "") == "cancelled":
+            self.show_message(f"Import cancelled: {self._importing} was not copied.")
+        else:
+            self.show_message(str(exc), error=True)
 
     def confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(
