@@ -397,6 +397,32 @@ def test_copying_a_model_in_shows_progress_and_can_be_cancelled(
     assert not page.import_row.isVisible()
 
 
+@pytest.mark.model
+def test_the_loaded_model_is_not_deleted_even_when_loaded_through_a_link(
+    qtbot: QtBot,
+    window: MainWindow,
+    starter_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "SmolLM2-Q4_1.gguf"
+    shutil.copyfile(starter_model, source)
+    page = open_library(window)
+    with qtbot.waitSignal(page.importFinished, timeout=HUB_TIMEOUT) as imported:
+        page.import_file(source, copy=True)
+    copied = imported.args[0]
+    link = tmp_path / "link" / "model.gguf"  # the same file under another name
+    link.parent.mkdir()
+    link.symlink_to(copied.path)
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=HUB_TIMEOUT)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+        window.load_model(link, confirm=False)
+    monkeypatch.setattr(page, "confirm", lambda _title, _text: True)
+    assert page.select(copied.key)
+    assert not page.delete_selected()
+    assert "is loaded" in page.message_text() and copied.path.exists()
+
+
 def test_broken_file_is_listed_as_broken(
     qtbot: QtBot, window: MainWindow, llamadesk_home: Path, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -487,7 +488,7 @@ class ModelLibraryPage(QDialog):
             self.show_message(reason, error=True)
             return False
         loaded = self._loaded_path()
-        if loaded is not None and Path(loaded) == Path(model.path):
+        if loaded is not None and _same_file(Path(loaded), Path(model.path)):
             self.show_message(f"{model.name} is loaded: unload it (Model → Unload) first.", error=True)
             return False
         task = self._download_of(model)
@@ -555,3 +556,13 @@ class ModelLibraryPage(QDialog):
     def shutdown(self) -> None:
         self._import_cancel.set()  # a running copy stops (its partial file is removed): quitting is quick
         self.tasks.shutdown()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when both name one file (symlinks, "..", a different spelling of the folder)."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
