@@ -354,3 +354,51 @@ def test_format_stats_handles_enum_reasons_and_missing_values() -> None:
 
     assert format_stats({"completion_tokens": 1, "stop_reason": Reason()}) == "1 token · context full"
     assert format_stats(None) == ""
+
+
+def test_line_breaks_in_messages_are_kept(view: ChatView) -> None:
+    # Shift+Enter in the composer starts a new line; the sent message must keep it, and so must replies.
+    view.set_messages(
+        [
+            Msg(1, "user", "Dear team,\nthe build is red.\nThanks"),
+            Msg(2, "assistant", "Roses are red,\nviolets are blue.\n\n- one\n- two"),
+        ]
+    )
+    assert view.rendered_text(1) == "Dear team,\nthe build is red.\nThanks"
+    assert view.rendered_text(2).startswith("Roses are red,\nviolets are blue.\n")
+
+
+def test_reply_stopped_before_its_first_token_claims_no_first_token(view: ChatView) -> None:
+    view.set_messages(conversation()[:2])
+    view.begin_stream(Msg(30, "assistant", "", status="streaming"))
+    stats = {**STATS, "completion_tokens": 0, "tokens_per_s": 0.0, "ttft_s": 2.5, "stop_reason": "user_stop"}
+    view.end_stream(Msg(30, "assistant", "", status="stopped", stats=stats))
+    assert view.rendered_text(30) == "\nStopped\n0 tokens · stopped"
+
+
+def test_reply_that_failed_without_text_shows_no_empty_bubble(view: ChatView) -> None:
+    view.set_messages(conversation()[:2])
+    view.begin_stream(Msg(31, "assistant", "", status="streaming"))
+    card = card_for(view, 31)
+    assert child(card, QFrame, "bubble").isVisible()  # the "Writing…" reply has its place
+    view.end_stream(Msg(31, "assistant", "", status="failed", stats={"error": "Out of memory."}))
+    assert not child(card, QFrame, "bubble").isVisible()
+    label = child(card, QLabel, "messageStatus")
+    assert label.isVisible() and label.text() == "Failed: Out of memory."
+
+
+def test_a_table_too_wide_for_the_window_scrolls_sideways(qtbot: QtBot, view: ChatView) -> None:
+    columns = 40  # more than fit even with every cell squeezed to a letter or two
+    table = (
+        "| " + " | ".join(f"column{i}" for i in range(columns)) + " |\n"
+        "|" + "---|" * columns + "\n"
+        "| " + " | ".join(f"value{i}" for i in range(columns)) + " |"
+    )
+    view.set_messages([Msg(1, "user", "Compare them"), Msg(2, "assistant", f"{table}\n\nDone.")])
+    body = child(card_for(view, 2), QTextBrowser, "messageBody")
+    bar = body.horizontalScrollBar()
+    qtbot.waitUntil(lambda: bar.isVisible())
+    assert bar.maximum() > 0  # the last columns can be reached, not cut off at the edge
+    assert body.viewport().height() >= body.document().size().height()  # and no line is cut off
+    narrow = child(card_for(view, 1), QTextBrowser, "messageBody")
+    assert not narrow.horizontalScrollBar().isVisible()

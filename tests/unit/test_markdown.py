@@ -62,3 +62,21 @@ def test_raw_html_is_escaped_and_images_become_links() -> None:
 def test_unterminated_fence_while_streaming_still_renders() -> None:
     out = render_markdown("Here:\n\n```python\nprint(1)\n")
     assert out.code_blocks == ("print(1)",)
+
+
+def test_single_newlines_are_line_breaks_in_chat_messages() -> None:
+    # Shift+Enter lines in a message, or a poem from the model, stay on their own lines.
+    out = render_markdown("Roses are red,\nviolets are blue.\n\n- one\n- two", breaks=True)
+    assert "Roses are red,<br />" in out.html
+    assert "<li>one</li>" in out.html
+    # a hard-wrapped document (a model card's README) still reads as one paragraph
+    assert "<br" not in render_markdown("A model card paragraph\nwrapped at eighty columns.").html
+
+
+def test_dangerous_link_schemes_are_not_links() -> None:
+    out = render_markdown(
+        "[run](javascript:alert(1)) [read](file:///etc/passwd) <javascript:alert(1)> "
+        "[page](data:text/html,hi) ![pic](javascript:alert(1))"
+    )
+    assert "<a " not in out.html
+    assert "[run](javascript:alert(1))" in out.html  # shown as the text the model wrote

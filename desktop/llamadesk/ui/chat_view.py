@@ -121,7 +121,7 @@ def format_stats(stats: dict[str, Any] | None) -> str:
     if tps:
         parts.append(f"{float(tps):.1f} tok/s")
     ttft = stats.get("ttft_s")
-    if ttft is not None:
+    if ttft is not None and tokens != 0:  # stopped or failed before any token: there was no first token
         parts.append(f"first token {float(ttft):.2f} s")
     reason = stats.get("stop_reason")
     if reason is not None:
@@ -195,7 +195,15 @@ class _MessageBody(QTextBrowser):
         return QSize(self.natural_width or 400, self.height())
 
     def _fit_height(self) -> None:
-        height = int(self.document().size().height() + 0.999) + 2
+        # Text wraps to the width; only what cannot wrap (a wide table) gets a horizontal scroll bar,
+        # and the height makes room for it so no line is cut off.
+        size = self.document().size()
+        wide = size.width() > self.viewport().width() + 1
+        policy = Qt.ScrollBarPolicy.ScrollBarAlwaysOn if wide else Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        if self.horizontalScrollBarPolicy() != policy:
+            self.setHorizontalScrollBarPolicy(policy)
+        bar = self.horizontalScrollBar().sizeHint().height() if wide else 0
+        height = int(size.height() + 0.999) + 2 + bar
         if height != self.height():
             self.setFixedHeight(height)
 
@@ -204,7 +212,11 @@ class _MessageBody(QTextBrowser):
         self._fit_height()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
-        event.ignore()  # let the transcript scroll
+        delta = event.angleDelta()
+        if abs(delta.x()) > abs(delta.y()) and self.horizontalScrollBar().isVisible():
+            super().wheelEvent(event)  # sideways through a wide table
+        else:
+            event.ignore()  # let the transcript scroll
 
 
 class _MessageCard(QFrame):
@@ -313,10 +325,14 @@ class _MessageCard(QFrame):
         """Render the whole message body from its Markdown (O(message size): never per streamed token)."""
         self._end_incremental()
         rendered = markdown.render_markdown(
-            self.item.content, dark=self._view.dark, code_font=self._view.code_font
+            self.item.content, dark=self._view.dark, code_font=self._view.code_font, breaks=True
         )
         self.code_blocks = tuple(_strip_newline(b) for b in rendered.code_blocks)
         self.body.set_html(rendered.html, document_stylesheet(self._view.dark), self.item.role == "user")
+        self._show_bubble()
+
+    def _show_bubble(self) -> None:
+        """The bubble is hidden for a reply that ended with no text (its status line says why)."""
         self.bubble.setVisible(bool(self.item.content) or self.item.status == "streaming")
 
     def stream_update(self, content: str) -> None:
@@ -343,14 +359,14 @@ class _MessageCard(QFrame):
         if self._split > self._stable_len:
             chunk = content[self._stable_len : self._split]
             rendered = markdown.render_markdown(
-                chunk, first_code_index=len(self._stable_blocks), dark=dark, code_font=font
+                chunk, first_code_index=len(self._stable_blocks), dark=dark, code_font=font, breaks=True
             )
             self.body.append_html(rendered.html)
             self._stable_blocks += [_strip_newline(b) for b in rendered.code_blocks]
             self._stable_len = self._split
         tail = content[self._stable_len :]
         rendered = markdown.render_markdown(
-            tail, first_code_index=len(self._stable_blocks), dark=dark, code_font=font
+            tail, first_code_index=len(self._stable_blocks), dark=dark, code_font=font, breaks=True
         )
         self.tail.set_html(rendered.html, document_stylesheet(self._view.dark), False)
         self.tail.setVisible(bool(tail.strip()))
@@ -391,6 +407,7 @@ class _MessageCard(QFrame):
     def _update_meta(self) -> None:
         item = self.item
         self.name_label.setText(_role_label(item))
+        self._show_bubble()
         if self.status_label is not None and self.stats_label is not None:
             status = status_text(item.status, item.stats)
             self.status_label.setText(status)
@@ -691,7 +708,7 @@ class ChatView(QWidget):
         if item is None:
             raise KeyError(message_id)
         doc = QTextDocument()
-        doc.setHtml(markdown.render_markdown(item.content).html)
+        doc.setHtml(markdown.render_markdown(item.content, breaks=True).html)
         lines = [doc.toPlainText().rstrip()]
         if item.role == "assistant":
             lines += [t for t in (status_text(item.status, item.stats), format_stats(item.stats)) if t]

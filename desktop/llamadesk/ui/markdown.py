@@ -122,9 +122,9 @@ def _code_block_html(code: str, language: str, index: int, dark: bool, code_font
     )
 
 
-def _build_parser(dark: bool, code_font: str) -> MarkdownIt:
+def _build_parser(dark: bool, code_font: str, breaks: bool) -> MarkdownIt:
     p = palette(dark)
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": breaks})
     md.enable(["table", "strikethrough"])
     font = html.escape(code_font, quote=True)
 
@@ -165,17 +165,24 @@ def _build_parser(dark: bool, code_font: str) -> MarkdownIt:
 
 
 @lru_cache(maxsize=8)
-def _parser(dark: bool, code_font: str) -> MarkdownIt:
-    return _build_parser(dark, code_font)
+def _parser(dark: bool, code_font: str, breaks: bool) -> MarkdownIt:
+    return _build_parser(dark, code_font, breaks)
 
 
 def render_markdown(
-    text: str, *, dark: bool = False, code_font: str = "", first_code_index: int = 0
+    text: str,
+    *,
+    dark: bool = False,
+    code_font: str = "",
+    first_code_index: int = 0,
+    breaks: bool = False,
 ) -> RenderedMarkdown:
-    """Render chat Markdown (CommonMark + tables + strikethrough) to Qt rich-text HTML; raw HTML is escaped.
+    """Render Markdown (CommonMark + tables + strikethrough) to Qt rich-text HTML; raw HTML is escaped.
 
     ``first_code_index`` numbers the copy links of a fragment that continues an earlier rendered part.
+    ``breaks`` makes a single newline a line break, as people (and models writing poems, addresses or
+    steps) mean it in a chat message; documents such as model cards keep CommonMark's joined lines.
     """
     env: dict[str, Any] = {"code_blocks": [], "first_code_index": first_code_index}
-    body = _parser(dark, code_font or DEFAULT_CODE_FONT).render(text, env)
+    body = _parser(dark, code_font or DEFAULT_CODE_FONT, breaks).render(text, env)
     return RenderedMarkdown(html=body.strip(), code_blocks=tuple(env["code_blocks"]))
