@@ -1,7 +1,7 @@
 """Headless commands: inspect a model, chat in the terminal, manage conversations and models.
 
 Errors print one line on stderr and exit with status 2; there are no tracebacks for
-things a user can cause.
+things a user can cause. Ctrl+C exits with status 130 (a reply cut short is kept).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .errors import LlamaDeskError
 from .paths import STARTER_MODEL_NAME, get_paths, starter_model_path
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect after Ctrl+C
 
 
 class CliError(LlamaDeskError):
@@ -133,11 +134,30 @@ def _template_override(args: argparse.Namespace, settings: Any, model_path: Path
     return settings.template_overrides.get(key) or None
 
 
+def _read_prompt(args: argparse.Namespace) -> str:
+    """The message: the argument, or stdin when the argument is ``-`` or left out and text is piped in."""
+    prompt = args.prompt
+    if prompt is None or prompt == "-":
+        if prompt is None and (sys.stdin is None or sys.stdin.isatty()):
+            raise CliError(
+                'give a message (llamadesk chat "Hello") or pipe one in (echo Hello | llamadesk chat)'
+            )
+        try:
+            prompt = sys.stdin.read() if sys.stdin is not None else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"can't read the message from stdin: {exc}") from exc
+    prompt = str(prompt).strip()
+    if not prompt:
+        raise CliError("the message is empty")
+    return prompt
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from .chat import chat_format_for, fit_context
-    from .engine import Engine
+    from .engine import Engine, EngineError
     from .settings import SettingsStore, validated_update
 
+    prompt = _read_prompt(args)
     paths = get_paths().ensure()
     settings_store = SettingsStore(paths.settings_file)
     settings = settings_store.load()
@@ -151,6 +171,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.gpu_layers is not None:
         runtime_changes["n_gpu_layers"] = args.gpu_layers
     runtime = validated_update(settings.runtime, **runtime_changes)
+    override = _template_override(args, settings, model_path)
 
     store = None
     conversation = None
@@ -169,23 +190,25 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 for m in store.active_path(conversation.id)
                 if m.role in ("user", "assistant") and m.status != "failed"
             ]
-        else:
-            conversation = store.create_conversation(
-                model=model_path.name, system_prompt=system if system is not None else None
-            )
     messages: list[dict[str, str]] = []
     if system:
         messages.append({"role": "system", "content": system})
     messages.extend(history)
-    messages.append({"role": "user", "content": args.prompt})
+    messages.append({"role": "user", "content": prompt})
 
     engine = Engine()
     stop = threading.Event()
+    # Ctrl+C stops the reply (what was written is kept) or cancels loading; the exit status is then 130,
+    # so a shell loop around `llamadesk chat` stops too.
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        engine.load(model_path, runtime)
+        try:
+            engine.load(model_path, runtime, progress=lambda _fraction: not stop.is_set())
+        except EngineError:
+            if stop.is_set():
+                return EXIT_INTERRUPTED
+            raise
         assert engine.info is not None
-        override = _template_override(args, settings, model_path)
         fmt = chat_format_for(
             engine.info.chat_template, engine.info.bos_token, engine.info.eos_token, override=override
         )
@@ -197,21 +220,32 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(
                 f"llamadesk: note: {len(fit.dropped)} older messages did not fit the context", file=sys.stderr
             )
-        reply = None
-        if store is not None and conversation is not None:
-            store.add_message(conversation.id, "user", args.prompt)
-            reply = store.stream_reply(conversation.id, model=model_path.name)
         result = engine.generate(fit.prompt_tokens, generation, stop_event=stop, extra_stop=fmt.stop_strings)
-        for piece in result:
-            if reply is not None:
-                reply.append(piece)
-            if not args.json:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+        if stop.is_set():
+            return EXIT_INTERRUPTED
+        # Stored only now that the model is loaded and the prompt fits: a failed start leaves no trace.
+        reply = None
+        if store is not None:
+            if conversation is None:
+                conversation = store.create_conversation(model=model_path.name, system_prompt=system)
+            store.add_message(conversation.id, "user", prompt)
+            reply = store.stream_reply(conversation.id, model=model_path.name)
+        try:
+            for piece in result:
+                if reply is not None:
+                    reply.append(piece)
+                if not args.json:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        finally:
+            if reply is not None and not reply.finished:
+                stats = result.stats
+                if stats is not None:
+                    reply.finish(reply_status(stats.stop_reason.value), stats.to_dict())
+                else:  # the output closed under us (a broken pipe): keep what was written
+                    reply.finish("stopped", None)
         stats = result.stats
         assert stats is not None
-        if reply is not None:
-            reply.finish(reply_status(stats.stop_reason.value), stats.to_dict())
         if args.json:
             out = {
                 "text": result.text,
@@ -232,7 +266,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 print(f"llamadesk: conversation {conversation.id}", file=sys.stderr)
         if stats.error:
             return _fail(stats.error)
-        return 0
+        return EXIT_INTERRUPTED if stop.is_set() else 0
     finally:
         signal.signal(signal.SIGINT, previous)
         engine.unload()
@@ -356,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--conversation", type=int, metavar="ID", help="continue a stored conversation")
     group.add_argument("--new", action="store_true", help="start and store a new conversation")
-    p.add_argument("prompt", help="your message")
+    p.add_argument("prompt", nargs="?", help="your message; '-' or none reads it from stdin (e.g. a pipe)")
     p.set_defaults(func=cmd_chat)
 
     for module, hook in (
@@ -393,6 +427,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlamaDeskError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 
 
-def run(*args: str, home: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, home: Path, timeout: float = 180, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, LLAMADESK_HOME=str(home))
     return subprocess.run(
-        [sys.executable, "-m", "llamadesk", *args], capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "llamadesk", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
     )
 
 
@@ -76,6 +84,45 @@ def test_chat_streams_text(llamadesk_home: Path) -> None:
     assert "<|im_end|>" not in result.stdout
 
 
+@pytest.mark.model
+def test_chat_reads_the_message_from_a_pipe(llamadesk_home: Path) -> None:
+    args = ("chat", "--seed", "7", "--max-tokens", "8", "--json")
+    given = run(*args, "Name a fruit.", home=llamadesk_home)
+    piped = run(*args, home=llamadesk_home, stdin="Name a fruit.\n")  # echo "Name a fruit." | llamadesk chat
+    dashed = run(*args, "-", home=llamadesk_home, stdin="Name a fruit.\n")
+    assert given.returncode == piped.returncode == dashed.returncode == 0, piped.stderr + dashed.stderr
+    expected = json.loads(given.stdout)
+    for result in (piped, dashed):
+        data = json.loads(result.stdout)
+        # the same prompt as typing it, not the literal "-" nor an extra trailing newline
+        assert (data["prompt_tokens"], data["text"]) == (expected["prompt_tokens"], expected["text"])
+
+
+@pytest.mark.parametrize("stdin", ["", "  \n\n"])
+def test_chat_refuses_an_empty_message(stdin: str, llamadesk_home: Path) -> None:
+    for result in (run("chat", home=llamadesk_home, stdin=stdin), run("chat", "  ", home=llamadesk_home)):
+        assert result.returncode == 2
+        assert "llamadesk: error: the message is empty" in result.stderr
+        assert result.stdout == ""
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("problem", ["broken model", "message too long"])
+def test_chat_new_that_cannot_start_stores_no_conversation(
+    problem: str, llamadesk_home: Path, tmp_path: Path
+) -> None:
+    if problem == "broken model":
+        bad = tmp_path / "broken.gguf"
+        bad.write_text("these are my notes, not a model")
+        args: tuple[str, ...] = ("-m", str(bad), "hi")
+    else:
+        args = ("--ctx", "256", "word " * 600)
+    result = run("chat", "--new", *args, home=llamadesk_home)
+    assert result.returncode == 2 and "llamadesk: error:" in result.stderr
+    listed = run("conversations", "list", "--json", home=llamadesk_home)
+    assert json.loads(listed.stdout) == []  # no empty "New chat" left in the history
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -135,3 +182,49 @@ def test_template_override_is_used_and_sandboxed(llamadesk_home: Path, tmp_path:
     assert result.returncode == 2
     assert "refused for security reasons" in result.stderr
     assert not (Path.cwd() / "pwned").exists()
+
+
+@pytest.mark.model
+def test_chat_into_a_closed_pipe_keeps_the_reply_as_stopped(llamadesk_home: Path) -> None:
+    # `llamadesk chat --new ... | head -c 10`: the reader goes away while the reply is being written.
+    env = dict(os.environ, LLAMADESK_HOME=str(llamadesk_home))
+    args = ["chat", "--new", "--seed", "1", "--max-tokens", "300", "Write a long story about a dragon."]
+    with subprocess.Popen(
+        [sys.executable, "-m", "llamadesk", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        seen = process.stdout.read1(10)
+        process.stdout.close()
+        errors = process.stderr.read().decode()
+        assert process.wait(timeout=180) == 0, errors
+    assert seen and "Traceback" not in errors and "Exception ignored" not in errors
+    shown = run("conversations", "show", "1", "--json", home=llamadesk_home)
+    user, reply = json.loads(shown.stdout)["tree"]
+    assert user["content"] == "Write a long story about a dragon."
+    # finished as "stopped" with what was written, not left "streaming" (shown as interrupted later)
+    assert reply["status"] == "stopped"
+    assert reply["content"].encode().startswith(seen)
+
+
+def test_chat_without_a_message_on_a_terminal_says_what_to_do(llamadesk_home: Path) -> None:
+    pty = pytest.importorskip("pty")  # Unix terminals
+    controller, terminal = pty.openpty()
+    try:
+        env = dict(os.environ, LLAMADESK_HOME=str(llamadesk_home))
+        result = subprocess.run(
+            [sys.executable, "-m", "llamadesk", "chat"],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,  # it must not sit waiting for the terminal to type a message
+        )
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 2
+    assert "llamadesk: error: give a message" in result.stderr and "pipe one in" in result.stderr
