@@ -299,6 +299,18 @@ def test_edit_user_message_makes_a_branch(
     assert window.store.active_path(current(window))[0].content == "What is 2 + 2?"
 
 
+def test_pasted_code_keeps_its_indentation(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    code = "    return a + b\n\nWhat does this line do?"
+    send(qtbot, window, "\n  \n" + code + "\n\n")
+    path = window.store.active_path(current(window))
+    assert path[0].content == code  # blank lines around it dropped, the indentation kept
+
+
 def test_new_chat_search_rename_delete(qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path) -> None:
     paths = get_paths(llamadesk_home).ensure()
     store = ConversationStore(paths.database_file)

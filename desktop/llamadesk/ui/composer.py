@@ -5,11 +5,21 @@ Enter sends, Shift+Enter starts a new line, Esc stops. Send and Stop are never b
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from .resources import icon
+
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
+def tidy_message(text: str) -> str:
+    """A message as sent: blank lines around it dropped, the first line's indentation kept
+    (pasted code or a Markdown code block starts indented)."""
+    return _LEADING_BLANK_LINES.sub("", text.rstrip())
 
 
 class _Editor(QPlainTextEdit):
@@ -133,8 +143,8 @@ class Composer(QWidget):
 
     def submit(self) -> None:
         # Without a model Send is disabled, yet Enter still asks, so the window can say what to do.
-        text = self.editor.toPlainText().strip()
-        if text and not self._busy:
+        text = tidy_message(self.editor.toPlainText())
+        if text.strip() and not self._busy:
             self.sendRequested.emit(text)
 
     def _escape(self) -> None:

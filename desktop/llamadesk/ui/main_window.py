@@ -54,7 +54,7 @@ from ..settings import (
 )
 from .banner import Banner
 from .chat_view import ChatView
-from .composer import Composer
+from .composer import Composer, tidy_message
 from .empty_state import EmptyState
 from .inference import InferenceController, LoadedModel
 from .model_picker import LoadProgress, ModelEntry, ModelPicker
@@ -604,8 +604,8 @@ class MainWindow(QMainWindow):
 
     def send(self, text: str) -> None:
         """Store the user's message and ask the model for a reply."""
-        text = text.strip()
-        if not text or self.generating:
+        text = tidy_message(text)
+        if not text.strip() or self.generating:
             return
         if self._loading_path is not None:
             self.show_info("The model is still loading; your message is kept. Send it once loading finishes.")
@@ -743,8 +743,9 @@ class MainWindow(QMainWindow):
             self.show_error(str(exc))
             return
         text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", message.content)
-        if ok and text.strip() and text.strip() != message.content:
-            self.edit_message(message_id, text.strip())
+        text = tidy_message(text)
+        if ok and text.strip() and text != message.content:
+            self.edit_message(message_id, text)
 
     def edit_message(self, message_id: int, text: str) -> None:
         """Save an edited user message as a new branch and reply to it."""
