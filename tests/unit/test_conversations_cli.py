@@ -72,7 +72,7 @@ def test_unknown_id_is_one_line_on_stderr(seeded: dict[str, int], capsys: pytest
         captured = capsys.readouterr()
         assert captured.out == ""
         assert captured.err.count("\n") == 1
-        assert captured.err.startswith("error: conversation 999 does not exist")
+        assert captured.err.startswith("llamadesk: error: conversation 999 does not exist")
 
 
 def test_export_markdown_to_stdout_and_json_to_file(
@@ -94,7 +94,7 @@ def test_export_to_an_unwritable_place(
     blocker.write_text("x")
     assert run("export", str(seeded["bread"]), "--out", str(blocker / "sub" / "out.md")) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: could not write") and err.count("\n") == 1
+    assert err.startswith("llamadesk: error: could not write") and err.count("\n") == 1
 
 
 def test_search(seeded: dict[str, int], capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +134,7 @@ def test_import_from_stdin(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (None, "error: could not read"),
+        (None, "llamadesk: error: could not read"),
         ("{not json", "is not valid JSON"),
         ('{"messages": "nope"}', "not a conversation LlamaDesk can import"),
     ],

@@ -62,7 +62,7 @@ def _open_store() -> ConversationStore:
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"llamadesk: error: {message}", file=sys.stderr)
     return 2
 
 
