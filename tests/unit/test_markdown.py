@@ -80,3 +80,11 @@ def test_dangerous_link_schemes_are_not_links() -> None:
     )
     assert "<a " not in out.html
     assert "[run](javascript:alert(1))" in out.html  # shown as the text the model wrote
+
+
+def test_bare_web_addresses_become_links_but_file_names_stay_text() -> None:
+    out = render_markdown("Docs: https://example.com/guide?x=1. Edit main.py, mail me@example.org.")
+    assert '<a href="https://example.com/guide?x=1">https://example.com/guide?x=1</a>' in out.html
+    assert "main.py" in out.html and 'href="http://main.py"' not in out.html
+    assert "mailto:" not in out.html
+    assert "<a " not in render_markdown("`https://example.com` in code").html

@@ -124,8 +124,11 @@ def _code_block_html(code: str, language: str, index: int, dark: bool, code_font
 
 def _build_parser(dark: bool, code_font: str, breaks: bool) -> MarkdownIt:
     p = palette(dark)
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": breaks})
-    md.enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False, "breaks": breaks})
+    md.enable(["table", "strikethrough", "linkify"])
+    # Bare http(s) addresses become links; "main.py" or "user@host" in a reply stay text.
+    if md.linkify is not None:
+        md.linkify.set({"fuzzy_link": False, "fuzzy_email": False, "fuzzy_ip": False})
     font = html.escape(code_font, quote=True)
 
     def fence(_self: Any, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
