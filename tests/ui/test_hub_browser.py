@@ -265,6 +265,21 @@ def test_cancel_a_download(qtbot: QtBot, hub: FakeHub, window: MainWindow) -> No
     assert not list(task.path.parent.glob("*.part")) if task.path.parent.exists() else True
     assert window.model_picker.index_of(task.path) < 0
 
+    # "Clear finished" empties both lists (Discover's and My models') of done and cancelled rows;
+    # a paused download stays, as it can still resume.
+    paused = start_download(qtbot, browser, "Tiny-Q4_K_M")
+    qtbot.waitUntil(lambda: paused.progress.done >= 200_000, timeout=HUB_TIMEOUT)
+    with qtbot.waitSignal(manager.taskFinished, timeout=HUB_TIMEOUT):
+        manager.pause(paused)
+    page = open_library(window)
+    assert page.downloads_panel is not None
+    panels = [browser.downloads_panel, page.downloads_panel]
+    assert all(set(p.rows) == {task.id, paused.id} for p in panels)
+    assert all(p.clear_button.isEnabled() for p in panels)
+    qtbot.mouseClick(page.downloads_panel.clear_button, Qt.MouseButton.LeftButton)
+    assert all(set(p.rows) == {paused.id} and not p.clear_button.isEnabled() for p in panels)
+    assert [t.id for t in manager.tasks] == [paused.id]
+
 
 def test_closing_the_window_pauses_downloads(qtbot: QtBot, hub: FakeHub, window: MainWindow) -> None:
     hub.faults.hold_after = 200_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -73,7 +74,10 @@ class DownloadRow(QFrame):
         self.manager = manager
         self.task = task
         name = task.filenames[0].rsplit("/", 1)[-1]
-        self.title = QLabel(f"<b>{name}</b> <span style='color: palette(mid)'>— {task.repo_id}</span>", self)
+        repo = html.escape(task.repo_id)
+        self.title = QLabel(
+            f"<b>{html.escape(name)}</b> <span style='color: palette(mid)'>— {repo}</span>", self
+        )
         self.title.setTextFormat(Qt.TextFormat.RichText)
         self.bar = QProgressBar(self)
         self.bar.setObjectName("downloadProgress")
@@ -127,6 +131,11 @@ class DownloadRow(QFrame):
         self.resume_button.setVisible(state in ("paused", "failed"))
         self.cancel_button.setVisible(state not in ("done", "cancelled"))
 
+    @property
+    def finished(self) -> bool:
+        """Done or cancelled: nothing more will happen to it."""
+        return self.task.state.value in ("done", "cancelled")
+
 
 class DownloadsPanel(QWidget):
     """Every download of this session, newest last; a view of the shared ``DownloadManager``."""
@@ -138,6 +147,10 @@ class DownloadsPanel(QWidget):
         self.manager = manager
         self.rows: dict[str, DownloadRow] = {}
         self.heading = QLabel("<b>Downloads</b>", self)
+        self.clear_button = QPushButton("Clear finished", self)
+        self.clear_button.setObjectName("clearDownloadsButton")
+        self.clear_button.setToolTip("Remove done and cancelled downloads from this list (the files stay)")
+        self.clear_button.clicked.connect(manager.clear_finished)
         self.empty = QLabel("No downloads yet.", self)
         self.empty.setObjectName("downloadsEmpty")
         self.empty.setStyleSheet("color: palette(mid);")
@@ -152,7 +165,10 @@ class DownloadsPanel(QWidget):
         scroll.setWidget(self._list)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.heading)
+        header = QHBoxLayout()
+        header.addWidget(self.heading, 1)
+        header.addWidget(self.clear_button)
+        layout.addLayout(header)
         layout.addWidget(self.empty)
         layout.addWidget(scroll, 1)
         for task in manager.tasks:
@@ -160,6 +176,8 @@ class DownloadsPanel(QWidget):
         manager.taskAdded.connect(self._add_row)
         manager.progressChanged.connect(self._on_progress)
         manager.taskFinished.connect(self._on_finished)
+        manager.taskRemoved.connect(self._remove_row)
+        self._update_clear()
 
     def row(self, task_id: str) -> DownloadRow | None:
         return self.rows.get(task_id)
@@ -171,6 +189,18 @@ class DownloadsPanel(QWidget):
         self.rows[task.id] = row
         self._list_layout.insertWidget(self._list_layout.count() - 1, row)
         self.empty.hide()
+        self._update_clear()
+
+    def _remove_row(self, task_id: str) -> None:
+        row = self.rows.pop(task_id, None)
+        if row is not None:
+            row.hide()
+            row.deleteLater()
+        self.empty.setVisible(not self.rows)
+        self._update_clear()
+
+    def _update_clear(self) -> None:
+        self.clear_button.setEnabled(any(row.finished for row in self.rows.values()))
 
     def _on_progress(self, task_id: str, progress: DownloadProgress) -> None:
         row = self.rows.get(task_id)
@@ -181,3 +211,4 @@ class DownloadsPanel(QWidget):
         row = self.rows.get(task_id)
         if row is not None:
             row.update_progress(task.progress)
+        self._update_clear()

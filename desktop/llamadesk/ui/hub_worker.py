@@ -165,9 +165,11 @@ class DownloadManager(QObject):
         taskFinished(str, object): a task stopped (done, paused, cancelled or failed); the task.
         downloadFinished(object): the installed ``Path`` of a completed download.
         downloadFailed(str, str): task id and the message for the user.
+        taskRemoved(str): a finished task was cleared from the list.
     """
 
     taskAdded = Signal(object)
+    taskRemoved = Signal(str)
     progressChanged = Signal(str, object)
     taskFinished = Signal(str, object)
     downloadFinished = Signal(object)
@@ -247,6 +249,19 @@ class DownloadManager(QObject):
 
     def cancel(self, task: DownloadTask) -> None:
         self.queue.cancel(task)
+
+    def clear_finished(self) -> int:
+        """Forget downloads that are done or cancelled (paused and failed ones stay: they can resume)."""
+        from ..hub import DownloadState
+
+        cleared = 0
+        for task in self.queue.tasks:
+            if task.state in (DownloadState.DONE, DownloadState.CANCELLED) and not task.running:
+                self.queue.remove(task)
+                self._reported = {key for key in self._reported if key[0] != task.id}
+                self.taskRemoved.emit(task.id)
+                cleared += 1
+        return cleared
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Pause every download (partial files are kept for next time) and wait for the threads."""
