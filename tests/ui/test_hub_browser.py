@@ -182,6 +182,8 @@ def test_repo_files_card_and_recommendation(
     assert names == ["Tiny-Q4_K_M", "Tiny-Q8_0", "mmproj-Tiny-F16"]
     assert [cell(files, r, 1) for r in range(3)] == ["Q4_K_M", "Q8_0", "F16"]
     assert cell(files, 0, 2) == "4.83" and cell(files, 1, 3).endswith("MB")
+    tip = files.data(files.index(0, 1), Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("Q4_K_M: about 4.83 bits per weight.")  # what the quantization means
     fits = {"Fits on GPU", "Fits (GPU + RAM)", "Fits in RAM"}
     assert cell(files, 0, 4) in fits and cell(files, 1, 4) in fits
     # The largest file that fits is recommended, marked, and selected for download.
@@ -340,6 +342,8 @@ def test_my_models_import_and_delete(
 ) -> None:
     page = open_library(window)
     assert page.models()[0].source == "starter"
+    tip = page.table.data(page.table.index(0, 2), Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("Q4_1: about 5 bits per weight.")
     page.select("starter")
     assert page.load_button.isEnabled() and not page.delete_button.isEnabled()
 

@@ -96,3 +96,19 @@ def test_split_parts_and_display_names() -> None:
     assert split_part("model-Q4_K_M.gguf") is None
     assert display_name("sub/Big-Model-Q4_K_M-00002-of-00003.gguf") == "Big-Model-Q4_K_M"
     assert display_name("model-Q4_K_M.gguf") == "model-Q4_K_M"
+
+
+def test_quantizations_are_explained_in_plain_words() -> None:
+    from llamadesk.hub.quant import describe_quantization
+
+    q4 = describe_quantization("Q4_K_M")
+    assert q4.startswith("Q4_K_M: about 4.83 bits per weight.") and "quarter of the 16-bit size" in q4
+    assert "half the memory" in describe_quantization("Q8_0")
+    assert "Not quantized" in describe_quantization("BF16")
+    assert "large loss in quality" in describe_quantization("IQ2_XXS")
+    assert "importance matrix" in describe_quantization("IQ4_XS")
+    mix = describe_quantization("UD-Q4_K_XL")
+    assert "Unsloth Dynamic" in mix and "quarter of the 16-bit size" in mix
+    assert "publisher's mix of Q4_K" in describe_quantization("Q4_K_L")
+    assert "Q3_K_L" in describe_quantization("Q3_K_L") and "mix" not in describe_quantization("Q3_K_L")
+    assert describe_quantization(None) == "" and describe_quantization("Q9_X") == "Q9_X."

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     )
     from .errors import HubError
     from .library import LibraryModel, ModelLibrary
-    from .quant import bits_per_weight, file_kind, parse_quantization
+    from .quant import bits_per_weight, describe_quantization, file_kind, parse_quantization
 
 _WHERE = {
     "FilePart": "catalog",
@@ -40,6 +40,7 @@ _WHERE = {
     "LibraryModel": "library",
     "ModelLibrary": "library",
     "bits_per_weight": "quant",
+    "describe_quantization": "quant",
     "file_kind": "quant",
     "parse_quantization": "quant",
 }
@@ -60,6 +61,7 @@ __all__ = [
     "RepoSummary",
     "SearchPage",
     "bits_per_weight",
+    "describe_quantization",
     "file_kind",
     "format_size",
     "parse_quantization",

@@ -67,6 +67,65 @@ def bits_per_weight(quantization: str | None) -> float | None:
     return BITS_PER_WEIGHT.get(match["base"]) if match else None
 
 
+def describe_quantization(quantization: str | None) -> str:
+    """What a quantization means for the user, in plain words (tooltips in Discover and My models).
+
+    Quantization stores each weight in fewer bits: 8-bit takes about half the memory of the
+    original 16-bit weights, 4-bit about a quarter, at some cost in quality that grows as the
+    bits shrink.
+    """
+    if not quantization:
+        return ""
+    name = quantization.upper()
+    match = _MIX_RE.match(name)
+    base = name if name in BITS_PER_WEIGHT else (match["base"] if match else name)
+    bits = bits_per_weight(name)
+    head = f"{quantization}: about {bits:g} bits per weight." if bits else f"{quantization}."
+    if base in ("F32", "F16", "BF16"):
+        body = (
+            "Not quantized: the original precision. It needs two to four times the memory of Q8_0 "
+            "for a difference you will hardly notice in a chat."
+        )
+    elif base.startswith("Q8"):
+        body = "Practically the original quality at about half the memory of the 16-bit original."
+    elif base.startswith("Q6"):
+        body = "Near the original quality at about 40% of the 16-bit size."
+    elif base.startswith("Q5"):
+        body = "Very close to the original; a good choice when it fits."
+    elif base.startswith(("Q4", "IQ4", "MXFP4")):
+        body = (
+            "The usual balance: about a quarter of the 16-bit size with a small loss in quality. "
+            "Start here when unsure."
+        )
+    elif base.startswith(("Q3", "IQ3")):
+        body = "Noticeably weaker answers; worth it to fit a larger model in limited memory."
+    elif base.startswith(("Q2", "IQ2", "IQ1", "TQ")):
+        body = (
+            "A large loss in quality: only worth it for very large models, where a 2-bit big model can "
+            "still beat a smaller one."
+        )
+    else:
+        body = ""
+    notes = []
+    if "_K" in base:
+        notes.append("K-quant: blocks of weights share scales, and the most sensitive tensors keep more bits")
+    if base.startswith("IQ"):
+        notes.append(
+            "I-quant: built with an importance matrix, better quality for its size but slower on CPU"
+        )
+    if name.startswith("UD-"):
+        notes.append(
+            "Unsloth Dynamic: each layer gets the bits it needs, usually better than a plain quant "
+            "of its size"
+        )
+    elif name != base and base in BITS_PER_WEIGHT:
+        notes.append(
+            f"a publisher's mix of {base}, with embedding and output weights kept at higher precision"
+        )
+    extra = "".join(f" {note[0].upper()}{note[1:]}." for note in notes)
+    return f"{head} {body}{extra}".replace("  ", " ").strip()
+
+
 def file_kind(filename: str) -> str:
     """ "mmproj" (vision projector), "imatrix" (importance matrix) or "model"."""
     words = set(_SEPARATORS.split(filename.rsplit("/", 1)[-1].lower()))

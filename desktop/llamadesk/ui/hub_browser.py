@@ -221,6 +221,10 @@ class FilesModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == 4 and file.fit is not None:
                 return file.fit.summary
+            if column in (1, 2) and file.quantization:
+                from ..hub import describe_quantization
+
+                return describe_quantization(file.quantization)
             return "\n".join(file.paths)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -139,6 +139,10 @@ class LibraryTableModel(QAbstractTableModel):
             if model.state == "partial" or model.kind != "model":
                 return QBrush(QColor("#9a6700"))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column == 2 and model.quantization:
+                from ..hub import describe_quantization
+
+                return describe_quantization(model.quantization)
             return f"{model.message}\n{model.path}" if model.message else str(model.path)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 1:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
