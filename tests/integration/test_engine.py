@@ -218,3 +218,26 @@ def test_switching_plans_after_the_old_model_is_freed(
     assert planned_with_model_loaded == [False] and eng.is_loaded
     eng.unload()
     assert eng.ram_used == 0
+
+
+def test_load_anyway_offloads_what_the_gpu_holds_at_the_larger_context(
+    starter_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llamadesk.engine import GPUInfo, Hardware, inspect_gguf, plan_fit
+    from llamadesk.engine import engine as engine_module
+    from llamadesk.engine.planner import gpu_layers_for_context
+
+    gib = 1024**3
+    vram = int(0.85 * gib)  # all layers fit at a smaller context, not at 8,192 tokens
+    gpu = Hardware(2 * gib, gib, 2, "CUDA", True, [GPUInfo("Test GPU", vram, vram)])
+    monkeypatch.setattr(engine_module, "detect_hardware", lambda **_: gpu)
+    info = inspect_gguf(starter_model)
+    assert plan_fit(info, gpu, n_ctx=8192).n_gpu_layers == -1
+    eng = Engine()
+    # (this build may have no GPU backend; llama.cpp then keeps every layer on the CPU)
+    eng.load(starter_model, RuntimeSettings(n_ctx=8192, n_threads=2))
+    try:
+        assert eng.n_ctx == 8192
+        assert eng.n_gpu_layers == gpu_layers_for_context(info, gpu, 8192) and 0 < eng.n_gpu_layers < 30
+    finally:
+        eng.unload()

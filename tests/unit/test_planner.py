@@ -62,3 +62,19 @@ def test_user_layer_count_is_respected() -> None:
 
     partial = plan_shape(shape_from_size(4 * GiB), _gpu(24), n_ctx=4096, n_gpu_layers=5)
     assert partial.verdict == "hybrid" and partial.n_gpu_layers == 5
+
+
+def test_loading_more_context_than_fits_offloads_only_what_the_gpu_holds(starter_model: Path) -> None:
+    from llamadesk.engine.planner import VRAM_RESERVE, _split, gpu_layers_for_context, shape_of
+
+    info = inspect_gguf(starter_model)
+    hw = Hardware(2 * GiB, GiB, 8, "CUDA", True, [GPUInfo("Test GPU", int(0.85 * GiB), int(0.85 * GiB))])
+    planned = plan_fit(info, hw, n_ctx=8192)
+    assert planned.verdict == "gpu" and planned.n_ctx < 8192  # all layers fit, at a smaller context
+    # "Load anyway" at 8,192 tokens: all layers would overflow the GPU with the larger KV cache.
+    shape, vram = shape_of(info), int(0.85 * GiB) - VRAM_RESERVE
+    assert _split(shape, 8192, shape.n_layers)[0] > vram
+    layers = gpu_layers_for_context(info, hw, 8192)
+    assert 0 < layers < shape.n_layers and _split(shape, 8192, layers)[0] <= vram
+    assert gpu_layers_for_context(info, _cpu(8), 8192) == 0
+    assert gpu_layers_for_context(info, _gpu(8), 8192) == -1

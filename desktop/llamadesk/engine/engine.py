@@ -26,7 +26,7 @@ from . import runtime
 from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
 from .hardware import detect_hardware, memory
-from .planner import FitPlan, plan_fit
+from .planner import FitPlan, gpu_layers_for_context, plan_fit
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,9 @@ class Engine:
         if info.context_length and rs.n_ctx == 0:
             n_ctx = min(n_ctx, info.context_length)
         n_gpu_layers = plan.n_gpu_layers if rs.n_gpu_layers == -2 else rs.n_gpu_layers
+        if rs.n_gpu_layers == -2 and (not plan.fits or n_ctx > plan.n_ctx):
+            # Loading more than fits ("Load anyway"): offload what the GPU holds at this context.
+            n_gpu_layers = gpu_layers_for_context(info, hw, n_ctx)
         if not hw.gpu_offload:
             n_gpu_layers = 0
         threads = rs.n_threads or _physical_cores()

@@ -114,21 +114,41 @@ def _gib(value: int) -> str:
     return f"{value / 1e9:.1f} GB" if value >= 100_000_000 else f"{value / 1e6:.0f} MB"
 
 
+def _split(shape: ModelShape, ctx: int, layers_on_gpu: int) -> tuple[int, int]:
+    """(GPU bytes, RAM bytes) with ``layers_on_gpu`` of the model's layers offloaded."""
+    est = estimate(shape, ctx)
+    if layers_on_gpu >= shape.n_layers:
+        return est.total, 0
+    layer_weight = shape.weights / (shape.n_layers + 1)  # +1: embeddings and output head
+    layer_kv = shape.kv_bytes_per_token / shape.n_layers
+    gpu_bytes = int(layers_on_gpu * (layer_weight + layer_kv * ctx) + (est.overhead if layers_on_gpu else 0))
+    return gpu_bytes, est.total - gpu_bytes
+
+
+def gpu_layers_for_context(info: GGUFInfo, hw: Hardware, n_ctx: int) -> int:
+    """The most layers whose share fits the free VRAM at ``n_ctx`` tokens (-1: all of them).
+
+    For a load the user asked for although the plan says it doesn't fit ("Load anyway"): the
+    plan's layer count was made for a smaller context, and its KV cache would overflow the GPU.
+    """
+    if not hw.gpu_offload:
+        return 0
+    shape = shape_of(info)
+    vram = max(hw.vram_free - VRAM_RESERVE, 0)
+    for layers in range(shape.n_layers, 0, -1):
+        if _split(shape, n_ctx, layers)[0] <= vram:
+            return -1 if layers >= shape.n_layers else layers
+    return 0
+
+
 def plan(shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
     """Plan layers and context for ``shape`` on ``hw``; see the module docstring."""
     ram = max(hw.available_ram - RAM_RESERVE, 0)
     vram = max(hw.vram_free - VRAM_RESERVE, 0) if hw.gpu_offload else 0
     wanted_ctx = n_ctx if n_ctx > 0 else min(shape.trained_ctx, AUTO_CTX_CAP)
-    layer_weight = shape.weights / (shape.n_layers + 1)  # +1: embeddings and output head
-    layer_kv = shape.kv_bytes_per_token / shape.n_layers
 
     def split_for(ctx: int, layers_on_gpu: int) -> tuple[int, int]:
-        est = estimate(shape, ctx)
-        gpu_share = layers_on_gpu / shape.n_layers
-        gpu_bytes = int(layers_on_gpu * (layer_weight + layer_kv * ctx) + (est.overhead if gpu_share else 0))
-        if layers_on_gpu >= shape.n_layers:
-            gpu_bytes = est.total
-        return gpu_bytes, est.total - gpu_bytes
+        return _split(shape, ctx, layers_on_gpu)
 
     def best_layers(ctx: int) -> int | None:
         """Most layers on the GPU that leave the rest fitting in RAM, or None."""
