@@ -1,15 +1,18 @@
 """Typed settings, declared once: the preferences dialog is generated from these models.
 
 Stored as one JSON file in the config dir, written atomically. A broken file is backed
-up and replaced by defaults with a warning the app shows; an out-of-range value is
-refused with the field's name.
+up and replaced by defaults with a warning the app shows; a file with a few bad values (or
+one from a newer version) keeps everything else, with a warning naming what was left out.
+An out-of-range value is refused with the field's name.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,7 +81,7 @@ class GenerationSettings(_Model):
         le=2.0,
         title="Repeat penalty",
         description="Discourages repeating recent tokens. 1.0 is off; 1.1 stops most loops; "
-        "much higher can make the model avoid words it needs.",
+        "much higher can make the model avoid words it needs; below 1.0 encourages repetition.",
         json_schema_extra={"step": 0.05},
     )
     max_tokens: int = Field(
@@ -87,7 +90,8 @@ class GenerationSettings(_Model):
         le=131072,
         title="Max tokens",
         description="Longest reply in tokens (a token is roughly three quarters of an English word). "
-        "The reply stops here even mid-sentence; this much room is kept free in the context.",
+        "The reply stops here even mid-sentence. Room for it is kept free in the context, up to "
+        "half of it, so a long history is shortened sooner when this is high.",
         json_schema_extra={"step": 64},
     )
     seed: int = Field(
@@ -289,6 +293,37 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _salvage(data: dict[str, Any], error: ValidationError, attempts: int = 20) -> Settings | None:
+    """Settings from ``data`` without the values ``error`` refused (they fall back to their
+    defaults); None when that still does not validate."""
+    data = copy.deepcopy(data)
+    for _ in range(attempts):
+        for item in error.errors():
+            _drop(data, item["loc"])
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            error = exc
+    return None
+
+
+def _drop(data: dict[str, Any], loc: tuple[int | str, ...]) -> None:
+    """Remove the value at ``loc``: the innermost named setting on the way (a whole list when an
+    item in it is wrong)."""
+    container: Any = data
+    target: tuple[dict[str, Any], str] | None = None
+    for part in loc:
+        if isinstance(container, dict) and isinstance(part, str) and part in container:
+            target = (container, part)
+            container = container[part]
+        elif isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container):
+            container = container[part]
+        else:
+            break
+    if target is not None:
+        del target[0][target[1]]
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """One readable line per refused field, naming it by its dotted path."""
     lines = []
@@ -332,7 +367,8 @@ class SettingsStore:
     """Loads and saves ``Settings`` in one JSON file.
 
     ``load()`` never raises for a bad file: it backs the file up, falls back to defaults
-    and puts a message in ``warning`` for the app to show.
+    (only for the values it could not read, when the rest is fine) and puts a message in
+    ``warning`` for the app to show.
     """
 
     def __init__(self, path: Path) -> None:
@@ -343,19 +379,62 @@ class SettingsStore:
         self.warning = None
         if not self.path.exists():
             return Settings()
+        newer: int | None = None
         try:
-            raw = self.path.read_text(encoding="utf-8")
+            # utf-8-sig: Windows Notepad starts the files it saves with a byte-order mark.
+            raw = self.path.read_bytes().decode("utf-8-sig")
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError("the file does not hold a JSON object")
-            return Settings.model_validate(migrate(data))
-        except (OSError, UnicodeDecodeError, ValueError, ValidationError, SettingsError) as exc:
-            reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            backup = self._backup()
-            where = f" It was saved as {backup.name}." if backup else ""
-            self.warning = f"Your settings file could not be read ({reason}); defaults are in use.{where}"
-            log.warning("%s", self.warning)
-            return Settings()
+            version = data.get("schema_version")
+            if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+                # Written by a newer LlamaDesk: use what this version knows rather than nothing.
+                newer, data["schema_version"] = version, SCHEMA_VERSION
+            else:
+                data = migrate(data)
+        except (OSError, UnicodeDecodeError, ValueError, SettingsError) as exc:
+            return self._fall_back(str(exc))
+        try:
+            return self._keep_aside(Settings.model_validate(data), newer, "")
+        except ValidationError as exc:
+            reason = describe_validation_error(exc)
+            settings = _salvage(data, exc)
+            if settings is None:
+                return self._fall_back(reason)
+            return self._keep_aside(settings, newer, reason)
+
+    def _fall_back(self, reason: str) -> Settings:
+        """Defaults, with the unreadable file moved aside and a warning saying so."""
+        backup = self._backup()
+        where = f" It was saved as {backup.name}." if backup else ""
+        self.warning = f"Your settings file could not be read ({reason}); defaults are in use.{where}"
+        log.warning("%s", self.warning)
+        return Settings()
+
+    def _keep_aside(self, settings: Settings, newer: int | None, refused: str) -> Settings:
+        """``settings`` as read; when part of the file was left out, copy the file aside first,
+        then save what was kept, so the next start reads the same and the user's file is not lost."""
+        if newer is None and not refused:
+            return settings
+        backup = self._backup(keep_original=True)
+        where = f" The file as it was is saved as {backup.name}." if backup else ""
+        if newer is not None:
+            self.warning = (
+                f"Your settings were written by a newer LlamaDesk (schema {newer}, this one reads "
+                f"{SCHEMA_VERSION}): the settings this version knows are in use.{where}"
+            )
+        else:
+            self.warning = (
+                f"Some of your settings could not be read ({refused}); defaults are in use for those "
+                f"and the others were kept.{where}"
+            )
+        log.warning("%s", self.warning)
+        if backup is not None:
+            try:
+                self.save(settings)
+            except SettingsError as exc:
+                log.warning("%s", exc)
+        return settings
 
     def save(self, settings: Settings) -> None:
         try:
@@ -363,11 +442,15 @@ class SettingsStore:
         except OSError as exc:
             raise SettingsError(f"could not save settings to {self.path}: {exc.strerror or exc}") from exc
 
-    def _backup(self) -> Path | None:
+    def _backup(self, *, keep_original: bool = False) -> Path | None:
+        """Move (or copy) the settings file to ``settings.json.broken-<time>``; None if that failed."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = self.path.with_name(f"{self.path.name}.broken-{stamp}")
         try:
-            os.replace(self.path, backup)
+            if keep_original:
+                shutil.copy2(self.path, backup)
+            else:
+                os.replace(self.path, backup)
         except OSError:
             return None
         return backup

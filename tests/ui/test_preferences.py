@@ -97,6 +97,10 @@ def test_every_field_has_its_description_as_tooltip_and_help(qtbot: QtBot) -> No
         assert help_label.text() == spec.help_text and description.startswith(spec.help_text)
     temperature = dialog.editor_widget("generation.temperature").toolTip()
     assert "0.1" in temperature and "1.0" in temperature
+    # What the engine really does: the reply's room is capped at half the context, and a
+    # penalty under 1.0 rewards repeats rather than doing nothing.
+    assert "half" in dialog.editor_widget("generation.max_tokens").toolTip()
+    assert "below 1.0" in dialog.editor_widget("generation.repeat_penalty").toolTip()
 
 
 def test_ranges_come_from_field_limits(qtbot: QtBot) -> None:
@@ -245,7 +249,8 @@ def test_presets_save_and_remove(qtbot: QtBot) -> None:
     dialog = make_dialog(qtbot, settings, model_key="smol.gguf", model_name="SmolLM2 135M")
     save = find(dialog, "savePresetButton")
     remove = find(dialog, "removePresetButton")
-    assert "SmolLM2 135M" in save.text()  # type: ignore[attr-defined]
+    assert "SmolLM2 135M" in find(dialog, "presetStatusLabel").text()  # type: ignore[attr-defined]
+    assert "SmolLM2 135M" in save.toolTip()
     assert save.isEnabled() and not remove.isEnabled()
     find(dialog, "temperatureSpin").setValue(0.3)  # type: ignore[attr-defined]
     find(dialog, "contextLengthSpin").setValue(2048)  # type: ignore[attr-defined]
@@ -281,7 +286,7 @@ def test_existing_preset_is_edited(qtbot: QtBot) -> None:
 
 
 def test_runtime_change_shows_reload_notice_and_reload_now_applies(qtbot: QtBot) -> None:
-    dialog = make_dialog(qtbot)
+    dialog = make_dialog(qtbot, model_key="smol.gguf")
     notice = find(dialog, "reloadNotice")
     assert notice.isHidden()
     find(dialog, "temperatureSpin").setValue(1.0)  # type: ignore[attr-defined]

@@ -47,7 +47,6 @@ def test_out_of_range_is_refused_with_the_field_name() -> None:
     [
         b"{not json",
         b"[1, 2, 3]",
-        b'{"generation": {"temperature": 9}}',
         b"\xff\xfe\x00garbage",
         # Wrong types where the schema expects numbers and groups.
         b'{"schema_version": null}',
@@ -55,7 +54,6 @@ def test_out_of_range_is_refused_with_the_field_name() -> None:
         b'{"schema_version": "2"}',
         b'{"generation": "x"}',
         b'{"schema_version": 1, "runtime": [1]}',
-        b'{"schema_version": 2, "app": 5}',
     ],
 )
 def test_broken_file_is_backed_up_and_defaults_used(tmp_path: Path, content: bytes) -> None:
@@ -129,3 +127,78 @@ def test_home_puts_every_folder_under_one_dir(tmp_path: Path) -> None:
 
 def test_env_home_is_used(llamadesk_home: Path) -> None:
     assert get_paths().config_dir == llamadesk_home.resolve() / "config"
+
+
+def test_byte_order_mark_from_notepad_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"schema_version": 2, "app": {"theme": "dark"}}).encode())
+    store = SettingsStore(path)
+    assert store.load().app.theme == "dark"
+    assert store.warning is None and path.exists()
+
+
+@pytest.mark.parametrize(
+    ("bad", "refused"),
+    [
+        ({"generation": {"temperature": 9, "top_k": 12}}, "generation.temperature"),
+        ({"app": 5}, "app"),
+        (
+            {"presets": {"m.gguf": {"generation": {"seed": "lucky", "min_p": 0.2}}}},
+            "presets.m.gguf.generation.seed",
+        ),
+        ({"generation": {"stop": ["END", 3]}}, "generation.stop"),
+    ],
+)
+def test_a_bad_value_costs_only_that_value(tmp_path: Path, bad: dict[str, object], refused: str) -> None:
+    path = tmp_path / "settings.json"
+    content: dict[str, object] = {
+        "schema_version": 2,
+        "runtime": {"n_ctx": 4096},
+        "app": {"theme": "dark", "default_system_prompt": "Answer in French."},
+        "presets": {"other.gguf": {"generation": {"temperature": 0.2}}},
+        "template_overrides": {"other.gguf": "{{ messages }}"},
+    }
+    for section, values in bad.items():
+        if isinstance(values, dict) and isinstance(content.get(section), dict):
+            content[section] = {**content[section], **values}  # type: ignore[dict-item]
+        else:
+            content[section] = values
+    original = json.dumps(content)
+    path.write_text(original)
+    store = SettingsStore(path)
+    settings = store.load()
+    assert store.warning is not None and refused in store.warning and "others were kept" in store.warning
+    assert settings.runtime.n_ctx == 4096
+    assert settings.presets["other.gguf"].generation.temperature == 0.2
+    assert settings.template_overrides == {"other.gguf": "{{ messages }}"}
+    if refused != "app":
+        assert settings.app.theme == "dark" and settings.app.default_system_prompt == "Answer in French."
+    if refused == "generation.temperature":
+        assert settings.generation.temperature == 0.7 and settings.generation.top_k == 12
+    if refused.startswith("presets"):
+        assert settings.presets["m.gguf"].generation.min_p == 0.2
+    backups = list(tmp_path.glob("settings.json.broken-*"))
+    assert len(backups) == 1 and backups[0].read_text() == original  # the user's file, as it was
+    again = SettingsStore(path)
+    assert again.load() == settings and again.warning is None  # what was kept is saved
+
+
+def test_newer_schema_keeps_the_settings_this_version_knows(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    original = json.dumps(
+        {
+            "schema_version": 3,
+            "generation": {"temperature": 0.4, "dry_multiplier": 0.8},
+            "app": {"theme": "light"},
+            "sync": {"enabled": True},
+        }
+    )
+    path.write_text(original)
+    store = SettingsStore(path)
+    settings = store.load()
+    assert store.warning is not None and "newer LlamaDesk" in store.warning and "schema 3" in store.warning
+    assert settings.generation.temperature == 0.4 and settings.app.theme == "light"
+    assert settings.schema_version == 2
+    backups = list(tmp_path.glob("settings.json.broken-*"))
+    assert len(backups) == 1 and backups[0].read_text() == original
+    assert backups[0].name in store.warning

@@ -5,6 +5,7 @@ It edits a copy: nothing changes until OK or Apply, which emit a new validated `
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ TABS = (
     ("storage", "Storage"),
 )
 RELOAD_NOTICE = "These changes take effect when the model is reloaded."
+NEXT_LOAD_NOTICE = "These changes take effect when a model is loaded."
 
 
 def _name(widget: QWidget, name: str) -> None:
@@ -315,7 +317,7 @@ class PreferencesDialog(QDialog):
         delete.setToolTip("Permanently delete every conversation (asks first)")
         delete.clicked.connect(self._confirm_delete_all)
         for button, text in (
-            (export, "Save every conversation as Markdown and JSON files."),
+            (export, "Save every conversation as a Markdown file in a folder you choose."),
             (delete, "Permanently remove every conversation from this computer. This cannot be undone."),
         ):
             line = QHBoxLayout()
@@ -332,12 +334,16 @@ class PreferencesDialog(QDialog):
         bar = QFrame(self)
         _name(bar, "presetBar")
         bar.setFrameShape(QFrame.Shape.StyledPanel)
-        row = QHBoxLayout(bar)
-        row.setContentsMargins(10, 6, 10, 6)
+        # The status (with the model's name, which can be long) gets the bar's full width and
+        # wraps; the buttons stay short so the dialog fits small screens and large fonts.
+        column = QVBoxLayout(bar)
+        column.setContentsMargins(10, 6, 10, 6)
+        column.setSpacing(4)
+        row = QHBoxLayout()
         self.preset_label = QLabel(bar)
         _name(self.preset_label, "presetStatusLabel")
         self.preset_label.setWordWrap(True)
-        self.save_preset_button = QPushButton(f"Save as Preset for {self._model_name}", bar)
+        self.save_preset_button = QPushButton("Save as Preset", bar)
         _name(self.save_preset_button, "savePresetButton")
         self.save_preset_button.setToolTip(
             f"Use the Generation and Model settings shown here whenever {self._model_name} is loaded"
@@ -347,9 +353,11 @@ class PreferencesDialog(QDialog):
         _name(self.remove_preset_button, "removePresetButton")
         self.remove_preset_button.setToolTip(f"Use the global settings for {self._model_name} again")
         self.remove_preset_button.clicked.connect(self.remove_preset)
-        row.addWidget(self.preset_label, 1)
+        column.addWidget(self.preset_label)
+        row.addStretch(1)
         row.addWidget(self.save_preset_button)
         row.addWidget(self.remove_preset_button)
+        column.addLayout(row)
         return bar
 
     def _reload_notice(self) -> QFrame:
@@ -358,13 +366,15 @@ class PreferencesDialog(QDialog):
         notice.setFrameShape(QFrame.Shape.StyledPanel)
         row = QHBoxLayout(notice)
         row.setContentsMargins(10, 6, 10, 6)
-        label = QLabel(RELOAD_NOTICE, notice)
+        # Without a loaded model there is nothing to reload: the next load uses the new values.
+        label = QLabel(RELOAD_NOTICE if self._model_key is not None else NEXT_LOAD_NOTICE, notice)
         _name(label, "reloadNoticeLabel")
         label.setWordWrap(True)
         reload_now = QPushButton("Reload Now", notice)
         _name(reload_now, "reloadNowButton")
         reload_now.setToolTip("Apply the settings and reload the model now")
         reload_now.clicked.connect(self._reload_now)
+        reload_now.setVisible(self._model_key is not None)
         row.addWidget(label, 1)
         row.addWidget(reload_now)
         notice.setVisible(False)
@@ -511,11 +521,11 @@ class PreferencesDialog(QDialog):
         self.reload_notice.setVisible(runtime != getattr(self, "_runtime_baseline", runtime))
         if self._model_key is not None:
             has_preset = self._preset_mode
+            name = html.escape(self._model_name)
             self.preset_label.setText(
-                f"Editing the preset for <b>{self._model_name}</b>: Generation and Model values apply "
-                "whenever it loads."
+                f"Editing the preset for <b>{name}</b>: Generation and Model values apply whenever it loads."
                 if has_preset
-                else f"Editing the global settings. <b>{self._model_name}</b> has no preset."
+                else f"Editing the global settings. <b>{name}</b> has no preset."
             )
             self.save_preset_button.setEnabled(not has_preset)
             self.remove_preset_button.setEnabled(has_preset)

@@ -8,6 +8,7 @@ spin box ranges and ``json_schema_extra`` hints (``tab``, ``widget``, ``step``, 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ def encode_lines(values: Iterable[str]) -> str:
 
 
 def decode_lines(text: str) -> list[str]:
-    """Parse one string per line; raises ValueError naming the line that is wrong."""
+    """Parse one string per line, without repeats; raises ValueError naming the line that is wrong."""
     result = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line:
@@ -170,19 +171,44 @@ def decode_lines(text: str) -> list[str]:
             else:
                 out.append(char)
                 i += 1
-        result.append("".join(out))
+        value = "".join(out)
+        if value not in result:  # a repeated stop string changes nothing
+            result.append(value)
     return result
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Raise ValueError saying why files cannot be saved in ``path`` (created later when missing)."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise ValueError(f"This folder cannot be created: {existing} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            raise ValueError("You cannot save files in this folder. Choose one you can write to.")
+        raise ValueError(f"This folder cannot be created: you cannot write to {existing}.")
 
 
 # --- editors ------------------------------------------------------------------------------------
 
 
+def _strip_affixes(box: QSpinBox | QDoubleSpinBox, text: str) -> str:
+    """The number part of a spin box's text."""
+    return text.removeprefix(box.prefix()).removesuffix(box.suffix()).strip()
+
+
 class SpecialSpinBox(QSpinBox):
-    """A spin box that shows words for special values ("Auto", "All", "Random")."""
+    """A spin box that shows words for special values ("Auto", "All", "Random").
+
+    A number out of range can be typed (the form explains the range under the field) and is
+    brought to the nearest limit when the field is left.
+    """
 
     def __init__(self, special: Mapping[int, str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._special = dict(special)
+        self._words = dict(special)  # the plain words, which can be typed even when longer text is shown
 
     def set_special_text(self, value: int, text: str) -> None:
         """Change the word shown for a special value (e.g. explain what "Auto" will do)."""
@@ -195,24 +221,89 @@ class SpecialSpinBox(QSpinBox):
         widest = max((self.fontMetrics().horizontalAdvance(t) for t in self._special.values()), default=0)
         self.setMinimumWidth(max(150, widest + 44))
 
+    def _special_value(self, text: str) -> int | None:
+        stripped = text.strip().lower()
+        for table in (self._special, self._words):
+            for value, word in table.items():
+                if word.lower() == stripped:
+                    return value
+        return None
+
+    def _typed_number(self, text: str) -> int | None:
+        try:
+            return int(_strip_affixes(self, text))
+        except ValueError:
+            return None
+
     def textFromValue(self, value: int) -> str:
         return self._special.get(value, super().textFromValue(value))
 
     def valueFromText(self, text: str) -> int:
-        stripped = text.strip().lower()
-        for value, word in self._special.items():
-            if word.lower() == stripped:
-                return value
-        return super().valueFromText(text)
+        special = self._special_value(text)
+        return special if special is not None else super().valueFromText(text)
 
     def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        if self._special_value(text) is not None:
+            return QValidator.State.Acceptable, text, pos
         stripped = text.strip().lower()
-        for word in self._special.values():
-            if word.lower() == stripped:
-                return QValidator.State.Acceptable, text, pos
-            if stripped and word.lower().startswith(stripped):
-                return QValidator.State.Intermediate, text, pos
-        return super().validate(text, pos)
+        words = (*self._special.values(), *self._words.values())
+        if stripped and any(word.lower().startswith(stripped) for word in words):
+            return QValidator.State.Intermediate, text, pos
+        state, text, pos = super().validate(text, pos)
+        number = self._typed_number(text)
+        if state == QValidator.State.Invalid and number is not None:
+            return QValidator.State.Intermediate, text, pos
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        number = self._typed_number(text)
+        if number is None:
+            return super().fixup(text)
+        clamped = min(max(number, self.minimum()), self.maximum())
+        return self.prefix() + super().textFromValue(clamped) + self.suffix()
+
+
+class DecimalSpinBox(QDoubleSpinBox):
+    """A number field that shows at least ``shown`` decimals and more only when the value has them.
+
+    A value such as 0.025 is kept as it is instead of being rounded to the step's precision, and,
+    like SpecialSpinBox, a number out of range can be typed and is explained by the form.
+    """
+
+    EXTRA_DECIMALS = 2
+
+    def __init__(self, shown: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._shown = shown
+        self.setDecimals(shown + self.EXTRA_DECIMALS)
+
+    def textFromValue(self, value: float) -> str:
+        text = super().textFromValue(value)
+        point = self.locale().decimalPoint()
+        if point not in text:
+            return text
+        whole, fraction = text.split(point, 1)
+        fraction = fraction.rstrip("0").ljust(self._shown, "0")
+        return f"{whole}{point}{fraction}" if fraction else whole
+
+    def _typed_number(self, text: str) -> float | None:
+        value, ok = self.locale().toDouble(_strip_affixes(self, text))
+        return value if ok and math.isfinite(value) else None
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        state, text, pos = super().validate(text, pos)
+        number = self._typed_number(text)
+        out_of_range = number is not None and not self.minimum() <= number <= self.maximum()
+        if state == QValidator.State.Invalid and out_of_range:
+            return QValidator.State.Intermediate, text, pos
+        return state, text, pos
+
+    def fixup(self, text: str) -> str:
+        number = self._typed_number(text)
+        if number is None or self.minimum() <= number <= self.maximum():
+            return super().fixup(text)
+        clamped = min(max(number, self.minimum()), self.maximum())
+        return self.prefix() + self.textFromValue(clamped) + self.suffix()
 
 
 class FieldEditor:
@@ -222,6 +313,7 @@ class FieldEditor:
         self.spec = spec
         self.row = QWidget(parent)
         self._slider: QSlider | None = None
+        self._shown_text = ""
         self.widget = self._build()
         self.widget.setObjectName(spec.object_name)
         self.widget.setAccessibleName(spec.object_name)
@@ -289,8 +381,7 @@ class FieldEditor:
         spec = self.spec
         step = spec.step or (0.01 if (spec.maximum or 1) - (spec.minimum or 0) <= 1 else 0.05)
         decimals = max(1, -math.floor(math.log10(step))) if step < 1 else 1
-        spin = QDoubleSpinBox()
-        spin.setDecimals(decimals)
+        spin = DecimalSpinBox(decimals)
         spin.setSingleStep(step)
         spin.setRange(spec.minimum or 0.0, spec.maximum if spec.maximum is not None else 1e9)
         spin.setSuffix(spec.suffix)
@@ -338,6 +429,8 @@ class FieldEditor:
         if isinstance(w, QCheckBox):
             return w.isChecked()
         if isinstance(w, QSpinBox | QDoubleSpinBox):
+            if not w.hasAcceptableInput():
+                raise ValueError(self._range_message())
             return w.value()
         if isinstance(w, QComboBox):
             return w.currentData()
@@ -354,7 +447,25 @@ class FieldEditor:
                 raise ValueError("Enter a full path, for example /home/you/Models.")
             if path.exists() and not path.is_dir():
                 raise ValueError("This is a file, not a folder.")
+            if text != self._shown_text:  # a saved folder that is missing now (a drive unplugged) stays
+                _check_writable_folder(path)
         return text
+
+    def _range_message(self) -> str:
+        """What a number field accepts, naming the field: "Top-k must be a whole number from 0 to 1000"."""
+        spec, w = self.spec, self.widget
+        words: list[str] = []
+        if isinstance(w, QSpinBox):
+            low = w.minimum()
+            while low in spec.special and low < w.maximum():  # "Auto", "All": the words come first
+                words.append(spec.special[low])
+                low += 1
+            kind, bounds = "a whole number", f"from {low} to {w.maximum()}"
+        else:
+            assert isinstance(w, QDoubleSpinBox)
+            kind, bounds = "a number", f"from {w.minimum():g} to {w.maximum():g}"
+        choices = f"{', '.join(words)} or " if words else ""
+        return f"{spec.title} must be {choices}{kind} {bounds}."
 
     def set_value(self, value: Any) -> None:
         w = self.widget
@@ -369,6 +480,7 @@ class FieldEditor:
         elif isinstance(w, QPlainTextEdit):
             w.setPlainText(encode_lines(value) if self.spec.kind == "lines" else str(value))
         elif isinstance(w, QLineEdit):
+            self._shown_text = str(value).strip()
             w.setText(str(value))
 
     def connect_changed(self, slot: Callable[..., None]) -> None:
@@ -377,6 +489,8 @@ class FieldEditor:
             w.toggled.connect(slot)
         elif isinstance(w, QSpinBox | QDoubleSpinBox):
             w.valueChanged.connect(slot)
+            # Text out of range or half typed changes no value but needs its message.
+            w.lineEdit().textChanged.connect(slot)
         elif isinstance(w, QComboBox):
             w.currentIndexChanged.connect(slot)
         elif isinstance(w, QPlainTextEdit | QLineEdit):
