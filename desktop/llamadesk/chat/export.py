@@ -7,6 +7,7 @@ chat API) and every branch, with status and stats, in ``tree``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,45 @@ _STATUS_NOTES = {
 
 
 MAX_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc).timestamp()
+TITLE_MAX_LENGTH = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{n}" for n in range(1, 10)),
+    *(f"LPT{n}" for n in range(1, 10)),
+}
+
+
+def clean_text(text: str) -> str:
+    """``text`` storable as UTF-8: a lone surrogate (JSON allows "\\ud800") becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def clean_title(title: str) -> str:
+    """A title on one line, spaces collapsed, at most ``TITLE_MAX_LENGTH`` characters."""
+    title = " ".join(_CONTROL.sub(" ", clean_text(title)).split())
+    if len(title) > TITLE_MAX_LENGTH:
+        title = title[: TITLE_MAX_LENGTH - 1].rstrip() + "…"
+    return title
+
+
+def file_name(title: str, suffix: str, *, max_length: int = 80) -> str:
+    """A file name made from a conversation title that is valid on Windows, macOS and Linux.
+
+    Path separators and the characters Windows refuses become "-", reserved device names
+    (CON, NUL, COM1...) get a "_", trailing dots and spaces go; an empty result is "conversation".
+    """
+    name = "".join("-" if ch in '<>:"/\\|?*' or ord(ch) < 32 else ch for ch in clean_title(title))
+    name = name[:max_length].strip(" .")
+    if not name:
+        name = "conversation"
+    if name.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
+        name = "_" + name
+    return name + suffix
 
 
 def iso_time(timestamp: float) -> str:
@@ -42,9 +82,12 @@ def parse_time(value: object) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"not a time: {_short(value)} (after 9999)") from None
+        if not math.isfinite(seconds):
             raise ValueError(f"not a time: {value!r}")
-        seconds = float(value)
         if abs(seconds) >= 1e11:  # JavaScript and many chat exports count milliseconds
             seconds /= 1000
         if not 0 <= seconds < MAX_TIME:
@@ -57,8 +100,8 @@ def parse_time(value: object) -> float | None:
             raise ValueError(f"not a time: {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
-        if parsed.timestamp() < 0:
-            raise ValueError(f"not a time: {value!r} (before 1970)")
+        if not 0 <= parsed.timestamp() < MAX_TIME:
+            raise ValueError(f"not a time: {value!r} (before 1970 or after 9999)")
         return parsed.timestamp()
     raise ValueError(f"not a time: {value!r}")
 
@@ -156,24 +199,34 @@ class ImportedConversation:
 def parse_import(data: object) -> ImportedConversation:
     """Check an export file (ours, or a plain OpenAI ``messages`` list); ValueError says what is wrong."""
     if isinstance(data, list):
+        if data and isinstance(data[0], dict) and "role" not in data[0] and "mapping" in data[0]:
+            raise ValueError(
+                "this is a ChatGPT data export (a list of conversations); "
+                "LlamaDesk imports one conversation as an OpenAI 'messages' list or a LlamaDesk export"
+            )
         data = {"messages": data}
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object with a 'messages' list")
     fmt = data.get("format")
     if fmt is not None and fmt != EXPORT_FORMAT:
-        raise ValueError(f"unknown format {fmt!r}")
+        raise ValueError(f"unknown format {_short(fmt)}")
     version = data.get("version", EXPORT_VERSION)
-    if not isinstance(version, int) or version > EXPORT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"'version' must be a whole number, not {_short(version)}")
+    if version > EXPORT_VERSION:
         raise ValueError(f"the file is from a newer LlamaDesk (format version {version})")
     overrides = data.get("settings_overrides") or {}
     if not isinstance(overrides, dict):
         raise ValueError("'settings_overrides' must be an object")
+    pinned = data.get("pinned", False)
+    if not isinstance(pinned, bool):
+        raise ValueError(f"'pinned' must be true or false, not {_short(pinned)}")
     result = ImportedConversation(
         title=_optional_str(data, "title"),
         model=_optional_str(data, "model"),
         system_prompt=_optional_str(data, "system_prompt"),
         settings_overrides=overrides,
-        pinned=bool(data.get("pinned", False)),
+        pinned=pinned,
         created_at=parse_time(data.get("created")),
         updated_at=parse_time(data.get("updated")),
     )
@@ -196,15 +249,17 @@ def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
         parent = node.get("parent")
         if not isinstance(key, int) or isinstance(key, bool) or key in seen:
             raise ValueError(f"tree entry {position} has a missing or repeated id")
-        if parent is not None and (not isinstance(parent, int) or parent not in seen):
+        if parent is not None and (
+            not isinstance(parent, int) or isinstance(parent, bool) or parent not in seen
+        ):
             raise ValueError(f"tree entry {position} names a parent that does not come before it")
         seen.add(key)
         stats = node.get("stats")
         if stats is not None and not isinstance(stats, dict):
             raise ValueError(f"tree entry {position}: 'stats' must be an object")
         status = node.get("status", "complete")
-        if status not in STATUSES:
-            raise ValueError(f"tree entry {position}: unknown status {status!r}")
+        if not isinstance(status, str) or status not in STATUSES:
+            raise ValueError(f"tree entry {position}: unknown status {_short(status)}")
         result.messages.append(
             ImportedMessage(
                 key=key,
@@ -219,9 +274,10 @@ def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
         )
     path = data.get("active_path")
     if isinstance(path, list) and path:
-        if path[-1] not in seen:
+        leaf = path[-1]
+        if not isinstance(leaf, int) or isinstance(leaf, bool) or leaf not in seen:
             raise ValueError("'active_path' names a message that is not in 'tree'")
-        result.active_leaf = path[-1]
+        result.active_leaf = leaf
     elif result.messages:
         result.active_leaf = result.messages[-1].key
 
@@ -248,9 +304,9 @@ def _role(node: dict[str, Any], position: int) -> str:
     role = node.get("role")
     if role == "developer":
         role = "system"
-    if role not in ROLES:
-        raise ValueError(f"message {position} has an unknown role {role!r}")
-    return str(role)
+    if not isinstance(role, str) or role not in ROLES:
+        raise ValueError(f"message {position} has an unknown role {_short(role)}")
+    return role
 
 
 def _content(node: dict[str, Any], position: int) -> str:
@@ -258,12 +314,14 @@ def _content(node: dict[str, Any], position: int) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return clean_text(content)
     if isinstance(content, list):  # OpenAI content parts: keep the text ones
         texts = [
             part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
         ]
-        return "".join(str(text) for text in texts)
+        if not all(isinstance(text, str) for text in texts):
+            raise ValueError(f"message {position}: a text part's 'text' must be text")
+        return clean_text("".join(texts))
     raise ValueError(f"message {position}: 'content' must be text")
 
 
@@ -273,7 +331,13 @@ def _optional_str(node: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"'{key}' must be text")
-    return value
+    return clean_text(value)
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut short, for messages about a file's content."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _local_time(timestamp: float) -> str:

@@ -17,6 +17,7 @@ import re
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 
 from ..errors import LlamaDeskError
 from . import export as _export
-from .export import DEFAULT_TITLE, ROLES, STATUSES
+from .export import DEFAULT_TITLE, ROLES, STATUSES, TITLE_MAX_LENGTH, clean_text, clean_title
 
 log = logging.getLogger(__name__)
 
@@ -241,23 +242,59 @@ def make_title(text: str) -> str:
     return cut.rstrip(" .,;:-") + "…"
 
 
+# Scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer, Myanmar):
+# the full-text index holds a whole sentence as one token, so a word inside it is found by substring.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3040-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+)
+SNIPPET_WIDTH = 80
+
+
+def _search_terms(text: str) -> list[tuple[str, bool]]:
+    """What a user typed as (term, typed as a bare word) pairs: quoted phrases stay whole."""
+    terms: list[tuple[str, bool]] = []
+    for match in re.finditer(r'"([^"]*)"|(\S+)', text):
+        quoted, word = match.group(1), match.group(2)
+        term = quoted if quoted is not None else word
+        if term.strip():
+            terms.append((term.strip(), quoted is None))
+    return terms
+
+
+def _needs_substring(term: str) -> bool:
+    """True when the word index cannot find ``term``: an unspaced script, or only symbols (emoji)."""
+    return bool(_UNSPACED.search(term)) or (
+        not re.search(r"\w", term)
+        and any(unicodedata.category(ch) in ("So", "Sk", "Sm", "Sc") for ch in term)
+    )
+
+
 def fts_query(text: str) -> str | None:
     """Turn what a user typed into a safe FTS5 query: quoted phrases, the last word as a prefix.
 
     Punctuation and quotes can never cause a syntax error; None when nothing is searchable.
     """
-    terms: list[tuple[str, bool]] = []
-    for match in re.finditer(r'"([^"]*)"|(\S+)', text):
-        quoted, word = match.group(1), match.group(2)
-        term = quoted if quoted is not None else word
-        if re.search(r"\w", term):
-            terms.append((term, quoted is None))
+    terms = [(term, bare) for term, bare in _search_terms(text) if re.search(r"\w", term)]
     if not terms:
         return None
     parts = ['"' + term.replace('"', '""') + '"' for term, _ in terms]
     if terms[-1][1]:
         parts[-1] += "*"
     return " ".join(parts)
+
+
+def _snippet(text: str, terms: list[str], highlight: tuple[str, str]) -> str:
+    """About ``SNIPPET_WIDTH`` characters of ``text`` around the first term found, terms highlighted."""
+    start, end = highlight
+    pattern = re.compile(
+        "|".join(re.escape(term) for term in sorted(terms, key=len, reverse=True)), re.IGNORECASE
+    )
+    found = pattern.search(text)
+    first = max(0, found.start() - SNIPPET_WIDTH // 4) if found else 0
+    last = min(len(text), max(first + SNIPPET_WIDTH, found.end() if found else 0))
+    piece = pattern.sub(lambda m: start + m.group(0) + end, text[first:last])
+    return ("…" if first > 0 else "") + piece + ("…" if last < len(text) else "")
 
 
 def _error_code(exc: sqlite3.Error) -> int | None:
@@ -305,7 +342,9 @@ def _json_default(value: object) -> object:
 
 
 def _dumps(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, default=_json_default, ensure_ascii=False)
+    if value is None:
+        return None
+    return clean_text(json.dumps(value, default=_json_default, ensure_ascii=False))
 
 
 def _loads_dict(text: str | None) -> dict[str, Any] | None:
@@ -430,8 +469,10 @@ class ConversationStore:
 
     A damaged file is never overwritten: it is moved aside (``conversations.sqlite3.corrupt-<time>``
     with its -wal/-shm), ``warning`` says so and a new database starts. Replies left
-    'streaming' by a crash become 'interrupted' on open (``interrupted_count`` says how many).
-    Every failure a user can meet raises ``StoreError``.
+    'streaming' by a crash become 'interrupted' on open (``interrupted_count`` says how many),
+    unless another process (a second window, ``llamadesk chat``) has the database open: its
+    replies may be streaming right now, so they are left for the next open that finds itself
+    alone. Every failure a user can meet raises ``StoreError``.
     """
 
     def __init__(self, path: Path | str, *, recover_interrupted: bool = True) -> None:
@@ -442,6 +483,7 @@ class ConversationStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._conn: sqlite3.Connection | None = None
+        self._presence: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -461,7 +503,12 @@ class ConversationStore:
                 self._conn = self._connect()
             except _Damaged as again:
                 raise StoreError(f"could not start a new conversation database: {again}") from again
-        if recover_interrupted:
+        alone = self._announce_presence()
+        if recover_interrupted and not alone:
+            log.info(
+                "another process has the conversation database open: streaming replies are left as they are"
+            )
+        if recover_interrupted and alone:
             try:
                 with self._write("recover interrupted replies") as conn:
                     cursor = conn.execute(
@@ -473,6 +520,34 @@ class ConversationStore:
                 raise
 
     # -- opening and closing
+
+    def _announce_presence(self) -> bool:
+        """Hold a shared lock on ``<database>-instances`` while open; True when no other store holds one.
+
+        SQLite's own file locking does the work (on every platform, released when a process dies):
+        an exclusive transaction on the side file succeeds only when nobody else has it open.
+        """
+        side = self.path.with_name(self.path.name + "-instances")
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(side, timeout=0, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+                conn.execute("ROLLBACK")
+                alone = True
+            except sqlite3.OperationalError as exc:
+                if _error_code(exc) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise
+                alone = False
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the shared lock
+        except sqlite3.Error as exc:  # a read-only folder, say: behave as if alone
+            log.warning("could not tell whether another process uses the conversation database: %s", exc)
+            if conn is not None:
+                conn.close()
+            return True
+        self._presence = conn
+        return alone
 
     def _probe(self) -> None:
         """Check an existing file read-only first, so a damaged or newer one is left exactly as it is."""
@@ -574,14 +649,16 @@ class ConversationStore:
     def close(self) -> None:
         """Close the database; safe to call twice."""
         with self._lock:
-            if self._conn is None:
-                return
-            try:
-                self._conn.execute("PRAGMA optimize")
-            except sqlite3.Error:
-                pass
-            self._conn.close()
-            self._conn = None
+            if self._conn is not None:
+                try:
+                    self._conn.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                self._conn.close()
+                self._conn = None
+            if self._presence is not None:
+                self._presence.close()
+                self._presence = None
 
     def __enter__(self) -> ConversationStore:
         return self
@@ -658,7 +735,7 @@ class ConversationStore:
         settings_overrides: dict[str, Any] | None = None,
     ) -> Conversation:
         """A new, empty conversation; without a title it takes one from the first user message."""
-        title = (title or "").strip()
+        title = clean_title(title or "")
         now = time.time()
         with self._write("create the conversation") as conn:
             cursor = conn.execute(
@@ -690,15 +767,39 @@ class ConversationStore:
             ).fetchall()
         return [_conversation(row) for row in rows]
 
+    def conversation_position(self, conversation_id: int) -> int:
+        """Where the conversation stands (0-based) in the ``list_conversations`` order."""
+        with self._read("list the conversations") as conn:
+            conversation = self._get_conversation(conn, conversation_id)
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM conversations c WHERE c.pinned > ? OR (c.pinned = ? AND"
+                    " (c.updated_at > ? OR (c.updated_at = ? AND c.id > ?)))",
+                    (
+                        int(conversation.pinned),
+                        int(conversation.pinned),
+                        conversation.updated_at,
+                        conversation.updated_at,
+                        conversation.id,
+                    ),
+                ).fetchone()[0]
+            )
+
     def count_conversations(self) -> int:
         with self._read("count the conversations") as conn:
             return int(conn.execute("SELECT count(*) FROM conversations").fetchone()[0])
 
     def rename_conversation(self, conversation_id: int, title: str) -> Conversation:
-        """Set the title; an empty title goes back to the automatic one (from the first user message)."""
-        title = " ".join(title.split())
+        """Set the title; an empty title goes back to the automatic one (from the first user message).
+
+        The title is kept on one line and cut at ``TITLE_MAX_LENGTH`` characters. Confirming the
+        title it already has changes nothing: an automatic title keeps following the first message.
+        """
+        title = clean_title(title)
         with self._write("rename the conversation") as conn:
             conversation = self._get_conversation(conn, conversation_id)
+            if title == conversation.title:
+                return conversation
             if not title:
                 path = self._path(conn, conversation.active_leaf_id)
                 first_user = next((message for message in path if message.role == "user"), None)
@@ -969,8 +1070,13 @@ class ConversationStore:
 
         The last word matches as a prefix; quotes group a phrase; punctuation is ignored.
         """
+        if limit <= 0:
+            return []
+        terms = [term for term, _ in _search_terms(query) if re.search(r"\w", term) or _needs_substring(term)]
+        if any(_needs_substring(term) for term in terms):
+            return self._substring_search(terms, limit, highlight)
         match = fts_query(query)
-        if match is None or limit <= 0:
+        if match is None:
             return []
         start, end = highlight
         with self._read("search the conversations") as conn:
@@ -993,6 +1099,33 @@ class ConversationStore:
                 return []
         hits = [SearchHit(row[0], None, row[1] or DEFAULT_TITLE, row[2]) for row in titles]
         hits += [SearchHit(row[0], row[1], row[2] or DEFAULT_TITLE, row[3]) for row in messages]
+        return hits
+
+    def _substring_search(self, terms: list[str], limit: int, highlight: tuple[str, str]) -> list[SearchHit]:
+        """Titles and messages holding every term as a substring, most recent first (see ``_UNSPACED``)."""
+        patterns = ["%" + re.sub(r"([\\%_])", r"\\\1", term) + "%" for term in terms]
+        titles_match = " AND ".join(["c.title LIKE ? ESCAPE '\\'"] * len(terms))
+        messages_match = " AND ".join(["m.content LIKE ? ESCAPE '\\'"] * len(terms))
+        with self._read("search the conversations") as conn:
+            titles = conn.execute(
+                f"SELECT c.id, c.title FROM conversations c WHERE {titles_match}"
+                " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
+                (*patterns, limit),
+            ).fetchall()
+            messages = conn.execute(
+                f"SELECT m.conversation_id, m.id, c.title, m.content FROM messages m"
+                f" JOIN conversations c ON c.id = m.conversation_id WHERE {messages_match}"
+                " ORDER BY c.updated_at DESC, m.id DESC LIMIT ?",
+                (*patterns, max(0, limit - len(titles))),
+            ).fetchall()
+        hits = [
+            SearchHit(row[0], None, row[1] or DEFAULT_TITLE, _snippet(row[1], terms, highlight))
+            for row in titles
+        ]
+        hits += [
+            SearchHit(row[0], row[1], row[2] or DEFAULT_TITLE, _snippet(row[3], terms, highlight))
+            for row in messages
+        ]
         return hits
 
     # -- export and import
@@ -1059,7 +1192,7 @@ class ConversationStore:
             path = self._path(conn, leaf)
             first_user = next((message for message in path if message.role == "user"), None)
             auto = make_title(first_user.content) if first_user else ""
-            title = (parsed.title or "").strip()
+            title = clean_title(parsed.title or "")
             custom = title not in ("", DEFAULT_TITLE, auto)
             conn.execute(
                 "UPDATE conversations SET active_leaf_id = ?, title = ?, title_custom = ? WHERE id = ?",
@@ -1077,6 +1210,7 @@ def _rowid(cursor: sqlite3.Cursor) -> int:
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "TITLE_MAX_LENGTH",
     "Conversation",
     "ConversationStore",
     "Message",
