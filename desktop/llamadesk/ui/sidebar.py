@@ -20,6 +20,7 @@ from PySide6.QtCore import (
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QListView,
     QMenu,
@@ -102,8 +103,12 @@ class ConversationListModel(QAbstractListModel):
     def fetchMore(self, parent: _Index = QModelIndex()) -> None:  # noqa: B008 (Qt override)
         if parent.isValid() or self._query:
             return
+        self._fetch(PAGE_SIZE)
+
+    def _fetch(self, count: int) -> None:
+        """Load the next ``count`` conversations in one go (one query, one row insertion)."""
         try:
-            page = self._store.list_conversations(limit=PAGE_SIZE, offset=len(self._items))
+            page = self._store.list_conversations(limit=count, offset=len(self._items))
         except StoreError as exc:
             self.storeFailed.emit(str(exc))
             return
@@ -167,17 +172,23 @@ class ConversationListModel(QAbstractListModel):
         return self._items[row] if 0 <= row < len(self._items) else None
 
     def row_of(self, conversation_id: int) -> int:
-        """The row of a conversation, fetching further pages until it is found (or all are loaded)."""
-        while True:
-            for row, conversation in enumerate(self._items):
-                if conversation.id == conversation_id:
-                    return row
-            if not self.canFetchMore():
-                return -1
-            before = len(self._items)
-            self.fetchMore()
-            if len(self._items) == before:
-                return -1
+        """The row of a conversation, loading the list down to it when it is further than loaded so far."""
+        for row, conversation in enumerate(self._items):
+            if conversation.id == conversation_id:
+                return row
+        if not self.canFetchMore():
+            return -1
+        try:
+            position = self._store.conversation_position(conversation_id)
+        except StoreError:  # deleted meanwhile
+            return -1
+        before = len(self._items)
+        pages = (position + 1 - before + PAGE_SIZE - 1) // PAGE_SIZE
+        self._fetch(max(1, pages) * PAGE_SIZE)
+        for row in range(before, len(self._items)):
+            if self._items[row].id == conversation_id:
+                return row
+        return -1
 
 
 class Sidebar(QWidget):
@@ -232,8 +243,11 @@ class Sidebar(QWidget):
         self.view.setObjectName("conversationList")
         self.view.setAccessibleName("conversationList")
         self.view.setModel(self.model)
-        self.view.setUniformItemSizes(False)
-        self.view.setWordWrap(True)
+        # One line per title (elided): every row has the same height, so a list of ten thousand
+        # conversations is laid out without asking each row for its size. Search hits show a
+        # second line (the snippet); see _update_row_sizes.
+        self.view.setUniformItemSizes(True)
+        self.view.setWordWrap(False)
         self.view.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setEditTriggers(
@@ -245,7 +259,17 @@ class Sidebar(QWidget):
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.itemDelegate().closeEditor.connect(self._on_editor_closed)
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.model.modelAboutToBeReset.connect(self._update_row_sizes)
         self.model.modelReset.connect(self._reselect)
+
+        # What an empty list means: nothing yet, or nothing matches the search.
+        self.empty_label = QLabel(self)
+        self.empty_label.setObjectName("conversationListEmpty")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setEnabled(False)  # drawn in the muted text colour
+        for signal in (self.model.modelReset, self.model.rowsInserted, self.model.rowsRemoved):
+            signal.connect(self._update_empty_state)
 
         top = QHBoxLayout()
         top.addWidget(self.new_chat_button)
@@ -253,7 +277,22 @@ class Sidebar(QWidget):
         layout.setContentsMargins(6, 6, 0, 6)
         layout.addLayout(top)
         layout.addWidget(self.search)
+        layout.addWidget(self.empty_label)
         layout.addWidget(self.view, 1)
+        self._update_empty_state()
+
+    def _update_row_sizes(self) -> None:
+        """Rows of one height while listing; search hits (at most a page) may have a snippet line."""
+        self.view.setUniformItemSizes(not self.model.query)
+
+    def _update_empty_state(self) -> None:
+        empty = self.model.rowCount() == 0
+        if self.model.query:
+            query = self.model.query if len(self.model.query) <= 40 else self.model.query[:39] + "…"
+            self.empty_label.setText(f"No conversation matches “{query}”.")
+        else:
+            self.empty_label.setText("No conversations yet. Start one with “New chat”.")
+        self.empty_label.setVisible(empty)
 
     # -- selection
 
