@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -518,3 +519,40 @@ def test_last_model_loads_at_start(
     qtbot.waitUntil(lambda: again.model_picker.index_of(starter_model) > 0, timeout=LOAD_TIMEOUT)
     assert again.controller.loaded is None and not again.controller.busy
     assert again.stack.currentWidget() is again.empty_state
+
+
+def test_exports_get_file_names_every_system_accepts(
+    qtbot: QtBot, make_window: MakeWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window()
+    conversation = window.store.create_conversation(title='Plan: a/b "fix" <now>?')
+    window.store.add_message(conversation.id, "user", "Hello")
+    window.open_conversation(conversation.id)
+    suggested: list[str] = []
+    target = tmp_path / "out.md"
+    target.write_text("an older export", encoding="utf-8")
+
+    def save_as(_parent: object, _caption: str, name: str, _filter: str) -> tuple[str, str]:
+        suggested.append(name)
+        return str(target), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
+    window.ask_export_conversation()
+    assert suggested == ["Plan- a-b -fix- -now--.md"]
+    assert "Hello" in target.read_text(encoding="utf-8")  # replaced, not appended to
+    if os.name == "posix":
+        assert target.stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable as any new file is
+
+    folder = tmp_path / "all"
+    folder.mkdir()
+    assert window.export_all(folder) == 1
+    names = [p.name for p in folder.iterdir()]
+    assert names == [f"{conversation.id:05d} Plan- a-b -fix- -now--.md"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

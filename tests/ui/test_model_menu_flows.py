@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDoubleSpinBox, QLineEdit, QPushButton
+from PySide6.QtWidgets import QApplication, QDoubleSpinBox, QLineEdit, QPushButton, QSpinBox
 from pytestqt.qtbot import QtBot
 
 from hub_server import FakeHub
@@ -227,3 +227,28 @@ def test_fit_labels_and_warnings_count_the_memory_switching_frees(
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000) as done:
         assert window.load_model(starter)
     assert window.fit_warning is None and done.args[0].n_ctx == 8192
+
+
+@pytest.mark.model
+def test_preferences_auto_gpu_layers_says_what_the_planner_would_choose(
+    qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llamadesk.engine as engine
+    from llamadesk.engine.hardware import GPUInfo, Hardware
+
+    starter = starter_model_path()
+    assert starter is not None
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
+    if window.controller.loaded is None:
+        with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+            window.load_model(starter, confirm=False)
+    assert window.controller.loaded is not None and window.controller.loaded.n_gpu_layers == 0
+    gib = 1024**3
+    gpu = Hardware(32 * gib, 16 * gib, 8, "CUDA", True, [GPUInfo("Test GPU", 8 * gib, 8 * gib)])
+    monkeypatch.setattr(engine, "detect_hardware", lambda **_: gpu)
+    dialog = window.open_preferences()
+    layers = dialog.findChild(QSpinBox, "gpuLayersSpin")
+    assert layers is not None
+    # Not the count this load used (0, on a CPU build) but what Auto picks on this machine.
+    assert layers.value() == -2 and layers.text() == "Auto (all 30 layers on GPU)"
+    dialog.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,7 @@ from ..settings import (
     Settings,
     SettingsError,
     SettingsStore,
+    atomic_write_text,
     load_token,
     save_token,
     validated_update,
@@ -73,6 +75,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
+
+
+def _new_file_mode() -> int:
+    """The permissions a file created the usual way gets (0o666 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class LibraryEntry(Protocol):
@@ -531,15 +540,18 @@ class MainWindow(QMainWindow):
     def ask_export_conversation(self) -> None:
         if self._conversation_id is None:
             return
-        name = (self._current_title() or "conversation").replace("/", "-")
-        target, _ = QFileDialog.getSaveFileName(self, "Export conversation", f"{name}.md", "Markdown (*.md)")
+        from ..chat.export import file_name
+
+        name = file_name(self._current_title() or "conversation", ".md")  # valid on every system
+        target, _ = QFileDialog.getSaveFileName(self, "Export conversation", name, "Markdown (*.md)")
         if target:
             self.export_conversation(self._conversation_id, Path(target))
 
     def export_conversation(self, conversation_id: int, target: Path) -> None:
         try:
-            target.write_text(self.store.export_markdown(conversation_id), encoding="utf-8")
-        except (StoreError, OSError) as exc:
+            # Over an existing file: all of the new export or the old file, never half of one.
+            atomic_write_text(target, self.store.export_markdown(conversation_id), mode=_new_file_mode())
+        except (StoreError, SettingsError, OSError) as exc:
             self.show_error(
                 f"Could not export the conversation: {exc}", "Choose another folder and try again."
             )
@@ -1435,7 +1447,7 @@ class MainWindow(QMainWindow):
 
     def open_preferences(self) -> PreferencesDialog:
         """Open the Preferences dialog (non-blocking) and return it."""
-        from ..engine import detect_hardware
+        from ..engine import detect_hardware, plan_fit
         from .preferences import PreferencesDialog
 
         if self.preferences_dialog is not None and self.preferences_dialog.isVisible():
@@ -1444,11 +1456,18 @@ class MainWindow(QMainWindow):
             return self.preferences_dialog
         loaded = self.controller.loaded
         hardware = detect_hardware()
+        auto_layers: int | None = None
+        if loaded is not None:  # what "Auto" would choose for this model, whatever it was loaded with
+            try:
+                auto_layers = plan_fit(loaded.info, self.planning_hardware(), n_ctx=loaded.n_ctx).n_gpu_layers
+            except Exception:  # the label is advice
+                log.exception("planning %s failed", loaded.path)
         dialog = PreferencesDialog(
             self.settings,
             token=load_token(self.paths.token_file),
             hardware_summary=hardware.describe(),
-            auto_gpu_layers=loaded.n_gpu_layers if loaded is not None else None,
+            auto_gpu_layers=auto_layers,
+            model_layers=loaded.info.block_count if loaded is not None else None,
             models_dir_default=str(self.paths.models_dir),
             model_key=self.model_key() or None,
             model_name=self._model_name() or "",
@@ -1472,14 +1491,18 @@ class MainWindow(QMainWindow):
 
     def export_all(self, folder: Path) -> int:
         """Write every conversation as a Markdown file into ``folder``; returns how many."""
+        from ..chat.export import file_name
+
         count = 0
         try:
             for conversation in self.store.list_conversations():
-                name = "".join(ch if ch.isalnum() or ch in " -_" else "-" for ch in conversation.title)[:60]
-                target = folder / f"{conversation.id:05d} {name or 'conversation'}.md"
+                # The id keeps names unique; the title part is valid on Windows, macOS and Linux.
+                target = folder / file_name(
+                    f"{conversation.id:05d} {conversation.title}", ".md", max_length=66
+                )
                 target.write_text(self.store.export_markdown(conversation.id), encoding="utf-8")
                 count += 1
-        except (StoreError, OSError) as exc:
+        except (StoreError, SettingsError, OSError) as exc:
             self.show_error(f"Export stopped after {count} conversation(s): {exc}")
             return count
         self.show_info(f"Exported {count} conversation(s) to {folder}.")
