@@ -6,8 +6,11 @@ model), so the window appears quickly.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,8 +42,14 @@ def create_main_window(home: Path | None = None) -> MainWindow:
     try:
         store = ConversationStore(paths.database_file)
     except StoreError as exc:  # e.g. a read-only folder: keep going with a throwaway database
-        warnings.append(f"{exc}. Conversations are not saved in this session.")
-        store = ConversationStore(paths.cache_dir / "conversations-fallback.sqlite3")
+        warnings.append(
+            f"{exc}. Conversations of this session are kept only until LlamaDesk closes; "
+            f"fix the problem with {paths.database_file} and restart to keep them."
+        )
+        # A fresh temporary folder: nothing from an earlier session, nothing left to mistake for saved.
+        scratch = Path(tempfile.mkdtemp(prefix="llamadesk-unsaved-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        store = ConversationStore(scratch / "conversations.sqlite3")
     if store.warning:
         warnings.append(store.warning)
     if store.interrupted_count:

@@ -556,3 +556,16 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_unusable_conversation_database_says_so_and_the_app_still_chats(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path
+) -> None:
+    database = get_paths(llamadesk_home).ensure().database_file
+    database.mkdir()  # something that can't be opened as a database, and can't be moved aside
+    window = make_window()
+    assert window.banner.isVisibleTo(window) and "only until LlamaDesk closes" in window.banner.text()
+    assert llamadesk_home not in window.store.path.parents  # nothing pretends to be saved there
+    conversation = window.store.create_conversation(title="Still works")
+    assert window.store.get_conversation(conversation.id).title == "Still works"
+    assert database.is_dir()  # left as it was
