@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ("Engine and inference thread", ["bench_engine.py"]),
     ("Conversation store", ["bench_store.py"]),
+    ("Sidebar", ["bench_sidebar.py"]),
     ("Chat view streaming", ["bench_chat_view.py"]),
     ("Start-up", ["bench_startup.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
