@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("search two words + prefix", *measure(lambda: store.search("coffee plan"), args.runs))
             )
             rows.append(("search punctuation 'c++ \"x'", *measure(lambda: store.search('c++ "x'), args.runs)))
+            rows.append(
+                (
+                    "search Japanese '天気' (substring scan)",
+                    *measure(lambda: store.search("天気"), args.runs),
+                )
+            )
 
             def branch() -> None:
                 store.add_message(long_id, "assistant", "regenerated", parent_id=middle.parent_id)
