@@ -346,12 +346,14 @@ def test_my_models_import_and_delete(
     assert tip.startswith("Q4_1: about 5 bits per weight.")
     page.select("starter")
     assert page.load_button.isEnabled() and not page.delete_button.isEnabled()
+    assert "30 layers" in page.details.text() and "own chat template" in page.details.text()
 
     own = make_gguf(tmp_path / "mine" / "Mine-Q4_0.gguf", name="Mine")
     with qtbot.waitSignal(page.importFinished, timeout=HUB_TIMEOUT) as imported:
         page.import_file(own, copy=False)
     model = imported.args[0]
     assert model.source == "imported" and model.in_place and model.path == own
+    assert "no chat template (ChatML is used)" in page.details.text()
     row = page.table.row_of(model.key)
     assert row >= 0 and page.table.data(page.table.index(row, 6)) == "Ready"
     assert "in place" in page.table.data(page.table.index(row, 3))

@@ -361,6 +361,12 @@ class ModelLibraryPage(QDialog):
                 facts.append(f"{short_number(info.parameter_count)} parameters")
             if info.context_length:
                 facts.append(f"{info.context_length} tokens of context")
+            if info.block_count:
+                facts.append(f"{info.block_count} layers")
+            # The model's own chat template decides how well it follows a conversation.
+            facts.append(
+                "own chat template" if info.has_chat_template else "no chat template (ChatML is used)"
+            )
         if model.message:
             facts.append(model.message)
         self.details.setText(" · ".join([str(model.path), *facts]))
