@@ -276,3 +276,23 @@ def test_recommendation_prefers_all_on_gpu_then_quantized_files() -> None:
     only_f16 = [model("F16", 16.1, "cpu"), model("BF16", 16.1, "too_large")]  # an unquantized-only repo
     best = HubCatalog._recommend(only_f16, 8192)
     assert best is not None and best.quantization == "F16"
+
+
+def test_names_pointing_outside_the_models_folder_are_not_listed(
+    hub: FakeHub, files_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A hostile repo names its files so that saving them would land outside the models folder.
+    hub.add_repo("evil/Trap-GGUF")
+    for name in (
+        "../../Trap-Q8_0.gguf",
+        "..\\..\\Trap-Q6_K.gguf",
+        "C:Trap-Q5_K_M.gguf",
+        "/abs/Trap-Q3_K.gguf",
+    ):
+        hub.add_file("evil/Trap-GGUF", name, files_dir / "small.gguf")
+    hub.add_file("evil/Trap-GGUF", "sub/Trap-Q4_K_M.gguf", files_dir / "small.gguf")
+    caplog.set_level(logging.WARNING, logger="llamadesk.hub.catalog")
+    repo = HubCatalog(hardware=BIG_PC).files("evil/Trap-GGUF")
+    assert [f.path for f in repo.files] == ["sub/Trap-Q4_K_M.gguf"]
+    assert repo.recommended is not None and repo.recommended.path == "sub/Trap-Q4_K_M.gguf"
+    assert "outside the model's folder" in caplog.text

@@ -307,6 +307,7 @@ def test_missing_file_and_repo(hub: FakeHub, downloader: Downloader) -> None:
     with pytest.raises(HubError, match=r"no file named nope\.gguf") as caught:
         downloader.download(REPO, "nope.gguf")
     assert caught.value.kind == "not_found"
+    assert not downloader.repo_dir(REPO).exists()  # no empty folder left behind
     with pytest.raises(HubError, match="no model test/Missing-GGUF") as caught:
         downloader.download("test/Missing-GGUF", FILE)
     assert caught.value.kind == "not_found"
@@ -556,3 +557,192 @@ def test_downloaded_model_loads_in_llama_cpp(hub: FakeHub, downloader: Downloade
         assert llm.tokenize(b"Hello")
     finally:
         llm.close()
+
+
+def test_file_replaced_after_its_listing_downloads_the_new_version(
+    hub: FakeHub, paths: Paths, tmp_path: Path
+) -> None:
+    # The user picks a file from a list read earlier; the repo re-uploads it before the click.
+    model = HubCatalog(endpoint=hub.url).files(REPO).find(FILE)
+    assert model is not None
+    source = make_gguf(tmp_path / "reuploaded.gguf", name="Tiny", data_bytes=1_100_000, seed=42)
+    new = hub.add_file(REPO, FILE, source)
+    hub.repos[REPO].sha = hashlib.sha1(b"re-upload").hexdigest()
+    assert model.parts[0].sha256 != new.sha256
+    path = Downloader(paths.models_dir, endpoint=hub.url).download(REPO, model)
+    assert sha256_of(path) == new.sha256
+    sidecar = json.loads(path.with_name(FILE + ".source.json").read_text())
+    assert (sidecar["sha256"], sidecar["size"]) == (new.sha256, new.size)
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not predicate():
+            if done.wait(0.01):
+                return bool(predicate())
+        return True
+    finally:
+        deadline.cancel()
+
+
+@pytest.mark.parametrize(
+    ("stall", "action"),
+    [(f"/{REPO}/resolve/", "cancel"), ("/__cdn/", "cancel"), ("/__cdn/", "pause")],
+    ids=["metadata-cancel", "file-cancel", "file-pause"],
+)
+def test_stop_does_not_wait_for_a_server_that_never_answers(
+    hub: FakeHub, paths: Paths, stall: str, action: str
+) -> None:
+    # The connection is accepted but no answer comes: only the 30-second timeout would end it.
+    downloader = Downloader(paths.models_dir, endpoint=hub.url, timeout=30)
+    hub.faults.stall_path = stall
+    task = downloader.task(REPO, FILE)
+    task.start()
+    assert _wait_for(lambda: hub.stalled == 1)
+    getattr(task, action)()
+    assert task.wait(10), "the download kept waiting for the server"
+    expected = DownloadState.CANCELLED if action == "cancel" else DownloadState.PAUSED
+    assert task.state is expected
+    assert not (downloader.repo_dir(REPO) / FILE).exists()
+
+
+def test_expired_file_server_link_on_resume_gets_a_fresh_one(hub: FakeHub, downloader: Downloader) -> None:
+    _pause_at(downloader, hub, 400_000)
+    hub.clear_requests()
+    # The resumed request meets a file server that refuses its signed link once.
+    hub.faults.status, hub.faults.status_path, hub.faults.status_times = 403, "/__cdn/", 1
+    path = downloader.download(REPO, FILE)
+    assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=400000-", "bytes=400000-"]
+    resolves = [r for r in hub.file_requests(FILE) if "/resolve/" in r.path]
+    assert len(resolves) == 2  # the Hub was asked for a new link
+
+
+def test_file_server_refusing_every_link_does_not_blame_the_token(
+    hub: FakeHub, downloader: Downloader
+) -> None:
+    hub.faults.status, hub.faults.status_path = 403, "/__cdn/"
+    with pytest.raises(HubError, match="file server refused") as caught:
+        downloader.download(REPO, FILE)
+    assert caught.value.kind == "server" and "token" not in str(caught.value)
+    assert len(hub.byte_requests(FILE)) == 1 + downloader.retries
+
+
+def test_second_download_of_the_same_file_is_refused_while_the_first_runs(
+    hub: FakeHub, downloader: Downloader, paths: Paths
+) -> None:
+    hub.faults.hold_after = 200_000
+    recorder = Recorder(threshold=200_000)
+    first = downloader.task(REPO, FILE, progress=recorder)
+    first.start()
+    assert recorder.reached.wait(10)
+    # Another window or a `llamadesk hub download` of the same file, with its own downloader.
+    second = Downloader(paths.models_dir, endpoint=hub.url).task(REPO, FILE)
+    second.start()
+    assert second.wait(10) and second.state is DownloadState.FAILED
+    assert second.error is not None and "already being downloaded" in str(second.error)
+    folder = downloader.repo_dir(REPO)
+    assert (folder / (FILE + ".part")).stat().st_size == 200_000  # left alone
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    assert first.wait(10) and first.state is DownloadState.DONE, first.error
+    assert sha256_of(first.path) == hub.repos[REPO].files[FILE].sha256
+    assert sorted(p.name for p in folder.iterdir()) == [FILE, FILE + ".source.json"]  # no lock left
+    hub.clear_requests()
+    assert Downloader(paths.models_dir, endpoint=hub.url).download(REPO, FILE) == first.path
+    assert hub.byte_requests(FILE) == []
+
+
+def test_complete_part_is_installed_without_fetching_it_again(hub: FakeHub, downloader: Downloader) -> None:
+    # An earlier run fetched all of the first part but stopped before the second.
+    first = hub.repos[REPO].files[SPLIT_FILES[0]]
+    folder = downloader.repo_dir(REPO)
+    folder.mkdir(parents=True)
+    (folder / (SPLIT_FILES[0] + ".part")).write_bytes(first.read(0, first.size))
+    hub.faults.ignore_range = True  # a server that would send the whole file again
+    path = downloader.download(REPO, SPLIT_FILES)
+    assert path.name == SPLIT_FILES[0] and sha256_of(path) == first.sha256
+    assert hub.byte_requests(SPLIT_FILES[0]) == []
+    assert len(hub.byte_requests(SPLIT_FILES[1])) == 1
+
+
+class LosingClose:
+    """A part-file opener whose first close fails (ENOSPC) and loses the last bytes written."""
+
+    def __init__(self) -> None:
+        self.failed = False
+        self.kept: int | None = None
+
+    def __call__(self, path: Path, offset: int) -> BinaryIO:
+        handle = open_part_file(path, offset)
+        opener = self
+
+        class Losing:
+            last = 0
+
+            def write(self, data: bytes) -> int:
+                self.last = len(data)
+                return handle.write(data)
+
+            def __enter__(self) -> Losing:
+                return self
+
+            def __exit__(self, *exc: Any) -> None:
+                if opener.failed:
+                    handle.close()
+                    return
+                opener.failed = True
+                opener.kept = handle.tell() - self.last
+                handle.truncate(opener.kept)
+                handle.close()
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        return Losing()  # type: ignore[return-value]
+
+
+def test_bytes_lost_when_closing_the_part_are_fetched_again(hub: FakeHub, paths: Paths) -> None:
+    losing = LosingClose()
+    flaky = Downloader(paths.models_dir, endpoint=hub.url, open_part=losing, backoff=(0.01,))
+    with pytest.raises(HubError, match="Not enough space") as caught:
+        flaky.download(REPO, FILE)
+    assert caught.value.kind == "disk"
+    folder = flaky.repo_dir(REPO)
+    assert not (folder / FILE).exists()  # nothing installed from a file with a hole in it
+    assert losing.kept and (folder / (FILE + ".part")).stat().st_size == losing.kept
+    hub.clear_requests()
+    path = flaky.download(REPO, FILE)
+    assert sha256_of(path) == hub.repos[REPO].files[FILE].sha256
+    assert [r.range for r in hub.byte_requests(FILE)] == [f"bytes={losing.kept}-"]
+
+
+@pytest.mark.parametrize("name", ["..\\..\\escape-Q4_0.gguf", "C:escape-Q4_0.gguf", "../escape-Q4_0.gguf"])
+def test_names_pointing_outside_the_models_folder_are_refused(
+    hub: FakeHub, downloader: Downloader, tmp_path: Path, name: str
+) -> None:
+    # Windows reads "\\" as a folder separator and "C:" as a drive: a hostile repo's names.
+    hub.add_file(REPO, name, b"GGUF" + b"\0" * 100)
+    with pytest.raises(HubError, match="outside the model's folder"):
+        downloader.download(REPO, name)
+    assert not list(tmp_path.rglob("*escape*"))
+
+
+def test_cancelling_a_paused_copy_leaves_the_running_download_alone(
+    hub: FakeHub, downloader: Downloader, paths: Paths
+) -> None:
+    _pause_at(downloader, hub, 150_000)
+    paused = downloader.task(REPO, FILE)  # e.g. the app's paused entry for this file
+    hub.faults.release.clear()
+    hub.faults.hold_after = 300_000
+    recorder = Recorder(threshold=300_000)
+    running = Downloader(paths.models_dir, endpoint=hub.url).task(REPO, FILE, progress=recorder)
+    running.start()  # e.g. `llamadesk hub download` of the same file
+    assert recorder.reached.wait(10)
+    paused.cancel()
+    assert paused.state is DownloadState.CANCELLED
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    assert running.wait(10) and running.state is DownloadState.DONE, running.error
+    assert sha256_of(running.path) == hub.repos[REPO].files[FILE].sha256

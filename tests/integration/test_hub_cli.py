@@ -118,3 +118,14 @@ def test_models_import_in_place_and_copy(
     assert main(["models", "remove", "starter"]) == 2
     assert "can't be removed" in capsys.readouterr().err
     assert main(["models", "import", str(tmp_path / "nope.gguf")]) == 2
+
+
+def test_download_by_an_ambiguous_quantization_names_the_candidates(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.add_file(REPO, "Tiny-Chat-Q8_0.gguf", make_gguf(tmp_path / "chat.gguf", data_bytes=700_000, seed=5))
+    assert main(["hub", "download", REPO, "Q8_0"]) == 2
+    err = capsys.readouterr().err
+    assert "Q8_0 matches several files" in err
+    assert "Tiny-Q8_0.gguf" in err and "Tiny-Chat-Q8_0.gguf" in err
+    assert hub.byte_requests("Q8_0") == []

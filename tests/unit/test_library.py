@@ -194,3 +194,19 @@ def test_find_resolves_paths_keys_and_names(library: ModelLibrary, paths: Paths,
     loose = make_gguf(tmp_path / "Loose-Q4_0.gguf")
     found = library.find(str(loose))
     assert found is not None and found.path == loose and found.loadable
+
+
+def test_partial_downloads_with_glob_characters_in_their_names(library: ModelLibrary, paths: Paths) -> None:
+    folder = paths.models_dir / "acme__Odd-GGUF"
+    folder.mkdir(parents=True)
+    single = folder / "Odd [v2]-Q4_0.gguf.part"
+    single.write_bytes(b"GGUF" + b"\0" * 996)
+    split = [folder / f"Big [x]*-Q8_0-0000{i}-of-00002.gguf.part" for i in (1, 2)]
+    split[0].write_bytes(b"\0" * 3000)
+    split[1].write_bytes(b"\0" * 2000)
+    by_name = {e.name: e for e in library.list() if e.source == "downloaded"}
+    assert set(by_name) == {"Odd [v2]-Q4_0", "Big [x]*-Q8_0"}
+    assert (by_name["Odd [v2]-Q4_0"].state, by_name["Odd [v2]-Q4_0"].size) == ("partial", 1000)
+    assert (by_name["Big [x]*-Q8_0"].state, by_name["Big [x]*-Q8_0"].size) == ("partial", 5000)
+    library.remove(by_name["Big [x]*-Q8_0"].key)  # frees every part, not just the first
+    assert not any(p.exists() for p in split) and single.exists()

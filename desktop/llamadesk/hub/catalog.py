@@ -78,6 +78,18 @@ def hub_headers(token: str | None) -> dict[str, str]:
     return build_hf_headers(token=token or False, library_name="llamadesk")
 
 
+def unsafe_repo_path(path: str) -> bool:
+    """True for a file name from the Hub that could land outside the model's folder.
+
+    Names are POSIX paths relative to the repo: ``..``, absolute paths, backslashes and
+    drive letters (which Windows treats as separators or roots) are refused.
+    """
+    if not path or path.startswith("/") or any(c in path for c in "\\:\0"):
+        return True
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return not parts or ".." in parts
+
+
 def _same_origin(url: str, endpoint: str) -> bool:
     a, b = urlsplit(url), urlsplit(endpoint)
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
@@ -305,11 +317,17 @@ class HubCatalog:
             tree = list(self._api.list_repo_tree(repo_id, revision=commit or revision, recursive=True))
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
-        entries = [
-            FilePart(item.path, int(item.size or 0), item.lfs.sha256 if item.lfs is not None else None)
-            for item in tree
-            if isinstance(item, RepoFile)
-        ]
+        entries = []
+        for item in tree:
+            if not isinstance(item, RepoFile):
+                continue
+            if unsafe_repo_path(item.path):
+                log.warning(
+                    "%s: skipping %r, a name that points outside the model's folder", repo_id, item.path
+                )
+                continue
+            sha256 = item.lfs.sha256 if item.lfs is not None else None
+            entries.append(FilePart(item.path, int(item.size or 0), sha256))
         files: list[ModelFile] = []
         for name, parts, complete in group_model_files(entries):
             kind = file_kind(parts[0].path)

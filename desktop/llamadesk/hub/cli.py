@@ -12,10 +12,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..paths import Paths, get_paths
 from .errors import HubError
+
+if TYPE_CHECKING:
+    from .catalog import ModelFile
 
 EXIT_ERROR = 2
 
@@ -145,7 +148,7 @@ def cmd_hub_files(args: argparse.Namespace) -> int:
 
 
 def cmd_hub_download(args: argparse.Namespace) -> int:
-    from .catalog import FilePart, HubCatalog, ModelFile
+    from .catalog import FilePart, HubCatalog
     from .download import Downloader
 
     paths = _paths()
@@ -154,7 +157,15 @@ def cmd_hub_download(args: argparse.Namespace) -> int:
     chosen: ModelFile | FilePart
     try:
         repo = HubCatalog(token=token).files(args.repo, revision=args.revision)
-        found = repo.find(args.file) or _by_quant(repo.models, args.file)
+        found = repo.find(args.file)
+        if found is None:
+            hits = _by_quant(repo.models, args.file)
+            if len(hits) > 1:
+                names = ", ".join(m.path for m in hits)
+                return _fail(
+                    f"{args.file} matches several files in {args.repo} ({names}): give the file's name."
+                )
+            found = hits[0] if hits else None
         chosen = found if found is not None else FilePart(args.file, 0)
         downloader = Downloader(models_dir, token=token)
         dest = Path(args.to).expanduser() if args.to else None
@@ -174,9 +185,9 @@ def cmd_hub_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _by_quant(models: list[Any], wanted: str) -> Any:
-    hits = [m for m in models if (m.quantization or "").lower() == wanted.strip().lower()]
-    return hits[0] if len(hits) == 1 else None
+def _by_quant(models: list[ModelFile], wanted: str) -> list[ModelFile]:
+    """The complete models whose quantization is ``wanted`` (e.g. "q4_k_m")."""
+    return [m for m in models if m.complete and (m.quantization or "").lower() == wanted.strip().lower()]
 
 
 class _Reporter:

@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -33,24 +34,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
-from .catalog import HUB_EXCEPTIONS, FilePart, ModelFile, hub_headers, resolve_endpoint
+from .catalog import HUB_EXCEPTIONS, FilePart, ModelFile, hub_headers, resolve_endpoint, unsafe_repo_path
 from .errors import OFFLINE_MESSAGE, HeaderLookup, HubError, status_error, translate
+
+if sys.platform == "win32":
+    import msvcrt
+else:
+    import fcntl
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".source.json"
 PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_SIZE = 1 << 20
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 FreeSpace = Callable[[Path], int]
 OpenPart = Callable[[Path, int], BinaryIO]
+_T = TypeVar("_T")
 
 
 def format_size(size: float) -> str:
@@ -97,6 +105,69 @@ def read_sidecar(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on an open file without waiting; False if someone else holds it."""
+    try:
+        if sys.platform == "win32":
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+class _DownloadLock:
+    """``<file>.lock``, held while a download writes the file's .part and installs it.
+
+    Two writers on one .part file (a second window, or ``llamadesk hub download`` while the
+    app downloads the same file) would interleave their bytes; the lock lets the second one
+    stop with a clear message instead. The operating system drops it if the process dies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._made: list[Path] = []  # folders created for the lock, removed with it when empty
+
+    def acquire(self) -> bool:
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            self._made.append(folder)
+            folder = folder.parent
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                os.close(fd)
+                return False
+            try:  # the holder before us may have removed the file we locked: lock the new one
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            if sys.platform == "win32":  # Windows can't remove an open file: close it first
+                os.close(self._fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            if sys.platform != "win32":
+                os.close(self._fd)
+            self._fd = None
+        for folder in self._made:  # innermost first; a folder with files in it stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        self._made = []
 
 
 @functools.lru_cache(maxsize=1)
@@ -157,6 +228,23 @@ class _HashThread:
     def _run(self) -> None:
         while (data := self.queue.get()) is not None:
             self.hasher.update(data)
+
+
+def _close_quietly(thing: object) -> None:
+    """Close a response (or an HTTPError holding one) nobody will read."""
+    close = getattr(thing, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
+def _flush_to_disk(path: Path) -> None:
+    """fsync a verified file before it is moved into place, so a power cut can't leave a hollow model."""
+    try:
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        log.info("could not flush %s to disk: %s", path.name, exc.strerror or exc)
 
 
 def _network_error(exc: BaseException) -> HubError:
@@ -506,6 +594,37 @@ class DownloadTask:
         self._set_state(DownloadState.STARTING)
         if constants.is_offline_mode():
             raise translate(ConnectionError("offline"), endpoint=self.downloader.endpoint)
+        locks = self._lock_files()
+        try:
+            return self._run_locked()
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _lock_files(self) -> list[_DownloadLock]:
+        """Lock every destination for this attempt, or raise if another download holds one."""
+        locks: list[_DownloadLock] = []
+        try:
+            for part in self._parts:
+                lock = _DownloadLock(part.dest.with_name(part.dest.name + LOCK_SUFFIX))
+                try:
+                    acquired = lock.acquire()
+                except OSError as exc:
+                    raise self._write_error(exc, part) from None
+                if not acquired:
+                    raise HubError(
+                        f"{PurePosixPath(part.path).name} is already being downloaded by another LlamaDesk "
+                        "window or command: let that download finish, or stop it there first.",
+                        kind="other",
+                    )
+                locks.append(lock)
+        except BaseException:
+            for lock in reversed(locks):
+                lock.release()
+            raise
+        return locks
+
+    def _run_locked(self) -> Path:
         self._resolve()
         todo = [p for p in self._parts if not self._installed(p)]
         for part in todo:
@@ -546,12 +665,15 @@ class DownloadTask:
             self._check_stop()
             url = self._url(part)
             try:
-                meta = get_hf_file_metadata(
-                    url,
-                    token=token or False,
-                    timeout=self.downloader.timeout,
-                    endpoint=endpoint,
-                    library_name="llamadesk",
+                meta = self._interruptible(
+                    functools.partial(
+                        get_hf_file_metadata,
+                        url,
+                        token=token or False,
+                        timeout=self.downloader.timeout,
+                        endpoint=endpoint,
+                        library_name="llamadesk",
+                    )
                 )
             except HUB_EXCEPTIONS as exc:
                 raise translate(
@@ -566,7 +688,13 @@ class DownloadTask:
             if meta.size is not None:
                 part.size = meta.size
             etag = (meta.etag or "").lower()
-            if part.sha256 is None and _SHA256_RE.match(etag):
+            if _SHA256_RE.match(etag):
+                if part.sha256 is not None and part.sha256 != etag:
+                    # The file list the user picked from is older than the repo: the file was
+                    # replaced since. Verify against what will actually be downloaded.
+                    log.info(
+                        "%s: %s changed on the Hub since its file list was read", self.repo_id, part.path
+                    )
                 part.sha256 = etag
         self._emit(force=True)
 
@@ -627,7 +755,7 @@ class DownloadTask:
         part.hasher = hashlib.sha256()
         part.done = self._hash_existing(part)
         failures = 0
-        while True:
+        while part.size is None or part.done < part.size:  # a complete .part needs no request
             self._check_stop()
             before = part.done
             try:
@@ -651,6 +779,7 @@ class DownloadTask:
                 log.info("download of %s interrupted (%s); retrying in %.1fs", part.path, retry, delay)
                 if self._stop.wait(delay):
                     self._check_stop()
+        self._check_stop()
         self._set_state(DownloadState.VERIFYING)
         digest = part.hasher.hexdigest()
         if part.sha256 is not None and digest != part.sha256:
@@ -662,6 +791,7 @@ class DownloadTask:
                 "Hub's. The damaged file was deleted; download it again.",
                 kind="checksum",
             )
+        _flush_to_disk(part.part_file)
         part.verified = True
 
     def _hash_existing(self, part: _Part) -> int:
@@ -689,6 +819,7 @@ class DownloadTask:
 
     def _transfer(self, opener: urllib.request.OpenerDirector, part: _Part) -> bool:
         """One HTTP request; True when the file is complete, ``_Retry`` when it broke off."""
+        self._match_disk(part)
         offset = part.done
         request = urllib.request.Request(self._url(part), method="GET")
         for key, value in hub_headers(None).items():
@@ -700,7 +831,9 @@ class DownloadTask:
         if authorization:  # never forwarded on a redirect, except back to the Hub itself
             request.add_unredirected_header("Authorization", authorization)
         try:
-            response = opener.open(request, timeout=self.downloader.timeout)
+            response = self._interruptible(
+                functools.partial(opener.open, request, timeout=self.downloader.timeout)
+            )
         except urllib.error.HTTPError as exc:
             with exc:
                 if exc.code == 416 and offset > 0:
@@ -708,6 +841,18 @@ class DownloadTask:
                         return True
                     self._restart(part, "the server refused to resume")
                     raise _Retry("range not satisfiable", delay=0) from None
+                if exc.code in (401, 403) and _origin(exc.url) != _origin(self.downloader.endpoint):
+                    # The file server the Hub redirected to refused its signed link (it expired,
+                    # typically on a resume): the next request asks the Hub for a fresh one.
+                    raise _Retry(
+                        f"HTTP {exc.code} from the file server",
+                        HubError(
+                            "The Hugging Face Hub's file server refused the download link "
+                            f"(HTTP {exc.code}): try again later. The part already downloaded is kept.",
+                            kind="server",
+                        ),
+                        delay=0 if offset > 0 else None,
+                    ) from None
                 raise self._http_error(exc.code, exc.headers, part) from None
         except (OSError, http.client.HTTPException) as exc:
             self._check_stop()
@@ -758,24 +903,32 @@ class DownloadTask:
         except OSError as exc:
             raise self._write_error(exc, part) from None
         hasher = _HashThread(part.hasher)
+        received = False
         try:
             with handle:
-                while not self._stop.is_set():
-                    chunk = response.read1(CHUNK_SIZE)
-                    if not chunk:
-                        break
-                    if part.size is not None and part.done + len(chunk) > part.size:
-                        raise _Retry("the server sent more bytes than the file has")
-                    try:
-                        handle.write(chunk)
-                    except OSError as exc:
-                        raise self._write_error(exc, part) from None
-                    hasher.update(chunk)
-                    part.done += len(chunk)
-                    self._speed.add(len(chunk))
-                    self._emit()
-        finally:
-            hasher.close()
+                try:
+                    while not self._stop.is_set():
+                        chunk = response.read1(CHUNK_SIZE)
+                        if not chunk:
+                            break
+                        if part.size is not None and part.done + len(chunk) > part.size:
+                            raise _Retry("the server sent more bytes than the file has")
+                        try:
+                            handle.write(chunk)
+                        except OSError as exc:
+                            raise self._write_error(exc, part) from None
+                        hasher.update(chunk)
+                        part.done += len(chunk)
+                        self._speed.add(len(chunk))
+                        self._emit()
+                finally:
+                    hasher.close()
+                received = True
+        except OSError as exc:
+            if not received:
+                raise  # the network broke: retried
+            # Closing flushes the last buffered bytes: they may not be on disk.
+            raise self._write_error(exc, part) from None
 
     def _install(self, todo: list[_Part]) -> None:
         """Move every verified part into place and record where it came from: all parts or none.
@@ -852,10 +1005,9 @@ class DownloadTask:
         return hf_hub_url(self.repo_id, part.path, revision=revision, endpoint=self.downloader.endpoint)
 
     def _destination(self, path: str) -> Path:
-        pure = PurePosixPath(path)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        if unsafe_repo_path(path):
             raise HubError(f"Refusing to download {path!r}: the name points outside the model's folder.")
-        return self.dest_dir.joinpath(*pure.parts)
+        return self.dest_dir.joinpath(*PurePosixPath(path).parts)
 
     def _known_total(self) -> int:
         return sum(p.size or 0 for p in self._parts)
@@ -881,6 +1033,67 @@ class DownloadTask:
         if match:
             return int(match.group(1))
         return -1 if requested else 0
+
+    def _match_disk(self, part: _Part) -> None:
+        """Make ``part.done`` and the hash describe the bytes really in the .part file.
+
+        They can differ after a failed write or close; resuming from a count the disk does not
+        hold would leave a gap of zeros in a file whose streamed checksum still matches.
+        """
+        try:
+            on_disk = part.part_file.stat().st_size
+        except FileNotFoundError:
+            on_disk = 0
+        except OSError as exc:
+            raise self._write_error(exc, part) from None
+        if on_disk != part.done:
+            log.info(
+                "%s: %s holds %d bytes, not %d; checking them again",
+                self.repo_id,
+                part.path,
+                on_disk,
+                part.done,
+            )
+            part.hasher = hashlib.sha256()
+            part.done = self._hash_existing(part)
+
+    def _interruptible(self, call: Callable[[], _T]) -> _T:
+        """Run a blocking network call on a helper thread so pause and cancel need not wait for it.
+
+        A server that accepts the connection and never answers would otherwise hold the
+        download for the whole timeout. An abandoned call's response is closed when it comes.
+        """
+        lock = threading.Lock()
+        done = threading.Event()
+        outcome: list[tuple[bool, Any]] = []
+        abandoned = False
+
+        def work() -> None:
+            try:
+                value: tuple[bool, Any] = (True, call())
+            except BaseException as exc:
+                value = (False, exc)
+            with lock:
+                if abandoned:
+                    _close_quietly(value[1])
+                else:
+                    outcome.append(value)
+            done.set()
+
+        threading.Thread(target=work, name=f"download-{self.id}-request", daemon=True).start()
+        try:
+            while not done.wait(0.05):
+                self._check_stop()
+        except BaseException:
+            with lock:
+                abandoned = True
+                for _ok, value in outcome:
+                    _close_quietly(value)
+            raise
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     def _restart(self, part: _Part, reason: str) -> None:
         """Start this file again from byte 0 (the server will not resume it)."""
@@ -941,10 +1154,23 @@ class DownloadTask:
             self._check_stop()
 
     def _delete_parts(self) -> None:
+        """Delete the partial files (on cancel), unless another download is writing them now."""
         for part in self._parts:
-            part.part_file.unlink(missing_ok=True)
-            sidecar_path(part.part_file).unlink(missing_ok=True)
             part.done, part.verified = 0, False
+        if not any(p.part_file.exists() or sidecar_path(p.part_file).exists() for p in self._parts):
+            return
+        try:
+            locks = self._lock_files()
+        except HubError as exc:
+            log.info("%s: partial files left in place: %s", self.repo_id, exc)
+            return
+        try:
+            for part in self._parts:
+                part.part_file.unlink(missing_ok=True)
+                sidecar_path(part.part_file).unlink(missing_ok=True)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
 
     def _set_state(self, state: DownloadState, message: str | None = None) -> None:
         with self._emit_lock:

@@ -9,6 +9,7 @@ why it can't be loaded ("broken") or that it is still downloading ("partial").
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -563,8 +564,8 @@ def _split_glob(final: Path) -> str:
     """A glob for every part of the split model ``final`` belongs to (or just its name)."""
     match = SPLIT_RE.match(final.name if final.name.endswith(".gguf") else final.name + ".gguf")
     if not match:
-        return final.name
-    return f"{match['stem']}-?????-of-{match['count']}.gguf"
+        return glob.escape(final.name)
+    return f"{glob.escape(match['stem'])}-?????-of-{match['count']}.gguf"
 
 
 def _origin(record: dict[str, object]) -> dict[str, Any]:
