@@ -229,6 +229,14 @@ def test_server_error(hub: FakeHub) -> None:
         HubCatalog().files("acme/Mixed-GGUF")
 
 
+def test_a_failing_file_list_is_reported_at_once(hub: FakeHub) -> None:
+    hub.faults.status, hub.faults.status_path = 503, "/api/models/acme/Mixed-GGUF/tree"
+    with pytest.raises(HubError, match="HTTP 503"):
+        HubCatalog().files("acme/Mixed-GGUF")
+    # One try, not five retries with back-off (about 23 s of a spinning browser): the click retries.
+    assert len([r for r in hub.requests if "/tree/" in r.path]) == 1
+
+
 def test_rate_limited_says_when_to_retry(hub: FakeHub) -> None:
     hub.faults.status, hub.faults.retry_after = 429, 42
     with pytest.raises(HubError, match="try again in 42 seconds") as caught:

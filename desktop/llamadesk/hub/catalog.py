@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
-from huggingface_hub.hf_api import ExpandModelProperty_T, ModelInfo, RepoFile
+from huggingface_hub.hf_api import ExpandModelProperty_T, ModelInfo
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from .errors import HubError, translate
@@ -302,6 +302,42 @@ class HubCatalog:
         next_url = response.links.get("next", {}).get("url")
         return SearchPage(results=results, next_cursor=next_url or None)
 
+    def _tree(self, repo_id: str, revision: str) -> list[FilePart]:
+        """Every file of the repository at ``revision``, following the Hub's pages.
+
+        One request per page and no retries: huggingface_hub's ``list_repo_tree`` retries a failing
+        page five times with back-off, so the browser would spin for about 23 s before saying the
+        Hub can't be reached. The user's click is the retry.
+        """
+        url: str | None = f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
+        params: dict[str, Any] | None = {"recursive": "true"}
+        parts: list[FilePart] = []
+        pages = 0
+        while url:
+            pages += 1
+            if pages > 1000:  # a server that keeps linking to more pages
+                raise ValueError("the file list never ends")
+            headers = hub_headers(self._token if _same_origin(url, self.endpoint) else None)
+            response = get_session().get(url, params=params, headers=headers, timeout=self.timeout)
+            hf_raise_for_status(response)
+            items = response.json()
+            if not isinstance(items, list):
+                raise ValueError("the file list is not a list")
+            for item in items:
+                if (
+                    not isinstance(item, dict)
+                    or item.get("type") != "file"
+                    or not isinstance(item.get("path"), str)
+                ):
+                    continue
+                lfs = item.get("lfs")
+                sha256 = lfs.get("oid") if isinstance(lfs, dict) and isinstance(lfs.get("oid"), str) else None
+                size = item.get("size")
+                parts.append(FilePart(item["path"], int(size) if isinstance(size, int) else 0, sha256))
+            url = response.links.get("next", {}).get("url") or None
+            params = None  # the next link carries them
+        return parts
+
     def repo_info(self, repo_id: str, revision: str | None = None) -> RepoSummary:
         """What the Hub says about one repository."""
         return RepoSummary.from_info(self._model_info(repo_id, revision))
@@ -314,20 +350,17 @@ class HubCatalog:
         summary = RepoSummary.from_info(info)
         commit = info.sha
         try:
-            tree = list(self._api.list_repo_tree(repo_id, revision=commit or revision, recursive=True))
+            tree = self._tree(repo_id, commit or revision)
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
         entries = []
         for item in tree:
-            if not isinstance(item, RepoFile):
-                continue
             if unsafe_repo_path(item.path):
                 log.warning(
                     "%s: skipping %r, a name that points outside the model's folder", repo_id, item.path
                 )
                 continue
-            sha256 = item.lfs.sha256 if item.lfs is not None else None
-            entries.append(FilePart(item.path, int(item.size or 0), sha256))
+            entries.append(item)
         files: list[ModelFile] = []
         for name, parts, complete in group_model_files(entries):
             kind = file_kind(parts[0].path)
