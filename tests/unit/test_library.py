@@ -127,6 +127,20 @@ def test_import_copy_and_remove_frees_the_copy(paths: Paths, tmp_path: Path) -> 
     assert not entry.path.exists() and mine.exists()
 
 
+def test_a_file_that_changes_while_it_is_copied_is_not_imported(paths: Paths, tmp_path: Path) -> None:
+    mine = make_gguf(tmp_path / "Mine-Q5_K_M.gguf", data_bytes=100_000)
+    library = ModelLibrary(paths, scan_hf_cache=False)
+
+    def cut_short(done: int, total: int) -> None:  # another program rewrites the file meanwhile
+        with mine.open("r+b") as handle:
+            handle.truncate(total // 2)
+
+    with pytest.raises(HubError, match="changed while it was being copied"):
+        library.import_model(mine, copy=True, progress=cut_short)
+    assert not (paths.models_dir / "imported").exists() or not any((paths.models_dir / "imported").rglob("*"))
+    assert [e.source for e in library.list()].count("imported") == 0
+
+
 def test_import_refuses_bad_files_and_missing_space(paths: Paths, tmp_path: Path) -> None:
     library = ModelLibrary(paths, scan_hf_cache=False, free_space=lambda path: 1_000)
     junk = tmp_path / "junk.gguf"

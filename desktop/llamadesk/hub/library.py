@@ -470,7 +470,8 @@ class ModelLibrary:
         missing = [p for p in parts if not p.exists()]
         if missing:
             raise HubError(f"Can't import {source.name}: {missing[0].name} is missing.", kind="library")
-        total = sum(p.stat().st_size for p in parts)
+        sizes = {p: p.stat().st_size for p in parts}
+        total = sum(sizes.values())
         folder = self.models_dir / IMPORTED_FOLDER / display_name(source.name)
         suffix = 2
         while folder.exists():
@@ -497,6 +498,13 @@ class ModelLibrary:
                         done += len(chunk)
                         if progress is not None:
                             progress(done, total)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                if not temp.stat().st_size == part.stat().st_size == sizes[part]:  # changed while copied
+                    raise HubError(
+                        f"Can't import {source.name}: the file changed while it was being copied. Try again.",
+                        kind="library",
+                    )
                 os.replace(temp, target)
         except (HubError, OSError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
