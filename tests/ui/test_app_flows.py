@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from llamadesk.app import create_main_window
@@ -42,14 +42,14 @@ MakeWindow = Callable[[], MainWindow]
 
 
 def write_settings(
-    home: Path, *, max_tokens: int = 16, presets: dict[str, ModelPreset] | None = None
+    home: Path, *, max_tokens: int = 16, n_ctx: int = 2048, presets: dict[str, ModelPreset] | None = None
 ) -> None:
     """Small, fast, deterministic settings for the tests."""
     settings = Settings()
     settings.generation.max_tokens = max_tokens
     settings.generation.temperature = 0.0
     settings.generation.seed = 1
-    settings.runtime.n_ctx = 2048
+    settings.runtime.n_ctx = n_ctx
     settings.presets = presets or {}
     SettingsStore(get_paths(home).ensure().settings_file).save(settings)
 
@@ -569,3 +569,96 @@ def test_unusable_conversation_database_says_so_and_the_app_still_chats(
     conversation = window.store.create_conversation(title="Still works")
     assert window.store.get_conversation(conversation.id).title == "Still works"
     assert database.is_dir()  # left as it was
+
+
+def test_message_too_long_for_the_context_goes_back_to_the_box(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, n_ctx=512)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    pasted = "A log line that goes on and on. " * 200
+
+    # In a new chat: nothing is stored, the text is back in the box, the error says why.
+    window.composer.set_text(pasted)
+    with qtbot.waitSignal(window.controller.promptTooLong, timeout=REPLY_TIMEOUT):
+        qtbot.keyClick(window.composer.editor, Qt.Key.Key_Return)
+    assert not window.generating and window.composer.send_button.isEnabled()
+    assert window.composer.text() == pasted.rstrip()
+    assert window.conversation_id is None and window.store.count_conversations() == 0
+    assert window.chat_view.message_count() == 0
+    text = window.banner.text()
+    assert window.banner.kind == "error" and "context length 512" in text and "back in the box" in text
+
+    # In a conversation: the earlier messages stay, the long one comes back to the box.
+    window.composer.set_text("")
+    send(qtbot, window, "Hello!")
+    conversation = current(window)
+    window.composer.set_text(pasted)
+    with qtbot.waitSignal(window.controller.promptTooLong, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    assert window.composer.text() == pasted.rstrip()
+    path = window.store.active_path(conversation)
+    assert [m.role for m in path] == ["user", "assistant"] and path[0].content == "Hello!"
+    assert window.chat_view.message_count() == 2
+    window.close()
+    again = make_window()  # the text is a saved draft like any other
+    assert again.conversation_id == conversation and again.composer.text() == pasted.rstrip()
+
+
+def test_stop_right_after_send(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, max_tokens=200)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    window.composer.set_text("Tell me a story.")
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT) as finished:
+        window.composer.submit()
+        qtbot.keyClick(window.composer.editor, Qt.Key.Key_Escape)
+    assert finished.args[0].completion_tokens == 0
+    reply = window.store.active_path(current(window))[-1]
+    assert reply.role == "assistant" and reply.status == "stopped"
+    assert window.status.speed_text() == ""  # no token, no speed (not "0.0 tok/s")
+    assert window.status.context_meter.value() > 0
+    send(qtbot, window, "Then just say hi.")  # the next message is answered normally
+    assert window.store.active_path(current(window))[-1].status == "complete"
+    assert window.status.speed_text().endswith("tok/s")
+
+
+def _card(window: MainWindow, message_id: int) -> QFrame:
+    for card in window.chat_view.findChildren(QFrame, "messageCard"):
+        if card.property("messageId") == message_id and card.isVisibleTo(window):
+            return card
+    raise AssertionError(f"no card for message {message_id}")
+
+
+def _left_out(window: MainWindow, message_id: int) -> bool:
+    tag = _card(window, message_id).findChild(QLabel, "notInContext")
+    return tag is not None and tag.isVisibleTo(window)
+
+
+def test_long_conversation_leaves_out_its_oldest_turns_without_hiding_a_warning(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    write_settings(llamadesk_home, n_ctx=512)
+    get_paths(llamadesk_home).database_file.mkdir()  # conversations can't be saved this session
+    window = make_window()
+    warning = window.banner.text()
+    assert window.banner.kind == "warning" and "only until LlamaDesk closes" in warning
+    conversation = window.store.create_conversation(system_prompt="Be brief.")
+    long = "llamas are fond of mountains " * 20
+    for number in range(5):
+        window.store.add_message(conversation.id, "user", f"Question {number}: {long}")
+        window.store.add_message(conversation.id, "assistant", f"Answer {number}: {long}")
+    window.open_conversation(conversation.id)
+    load_starter(qtbot, window, starter_model)
+
+    send(qtbot, window, "Hi")
+    path = window.store.active_path(conversation.id)
+    assert path[-1].status == "complete"
+    assert _left_out(window, path[0].id) and _left_out(window, path[1].id)  # greyed: oldest exchange
+    assert not _left_out(window, path[-2].id) and not _left_out(window, path[-3].id)
+    assert window.banner.kind == "info" and "did not fit" in window.banner.text()
+    window.banner.dismiss()
+    assert window.banner.isVisibleTo(window) and window.banner.text() == warning  # still not read

@@ -122,3 +122,21 @@ def test_shutdown_mid_generation_is_clean(qtbot: QtBot, starter_model: Path) -> 
     ctl.shutdown()
     assert not ctl._thread.isRunning()
     assert threading.active_count() >= 1
+
+
+def test_message_too_long_for_the_context_is_refused_before_generating(
+    qtbot: QtBot, controller: InferenceController
+) -> None:
+    messages = [{"role": "user", "content": "llama " * 2000}]
+    with (
+        qtbot.assertNotEmitted(controller.generationFailed),
+        qtbot.assertNotEmitted(controller.tokenReceived),
+        qtbot.waitSignal(controller.promptTooLong, timeout=60_000) as refused,
+    ):
+        controller.generate(messages, GenerationSettings(max_tokens=100))
+    assert not controller.busy
+    message = refused.args[0]
+    assert "only 924 fit in the context (context length 1024 minus 100 kept for the reply)" in message
+    # The model is still there for the next, shorter message.
+    with qtbot.waitSignal(controller.generationFinished, timeout=60_000):
+        controller.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_tokens=4))

@@ -51,6 +51,7 @@ class _Worker(QObject):
     tokenReceived = Signal(str)
     generationFinished = Signal(object)
     generationFailed = Signal(str)
+    promptTooLong = Signal(str)
     closed = Signal()
 
     def __init__(self, stop: threading.Event, cancel_load: threading.Event) -> None:
@@ -105,8 +106,11 @@ class _Worker(QObject):
             self.generationFailed.emit("No model is loaded. Choose a model first.")
             return
         try:
-            reserve = min(settings.max_tokens, self.engine.n_ctx // 2)
-            fit = fit_context(self._format, messages, self.engine.tokenize, self.engine.n_ctx - reserve)
+            n_ctx = self.engine.n_ctx
+            reserve = min(settings.max_tokens, n_ctx // 2)
+            fit = fit_context(
+                self._format, messages, self.engine.tokenize, n_ctx - reserve, n_ctx=n_ctx, max_tokens=reserve
+            )
             self.contextPrepared.emit(fit)
             generation = self.engine.generate(
                 fit.prompt_tokens, settings, stop_event=self._stop, extra_stop=self._format.stop_strings
@@ -124,7 +128,10 @@ class _Worker(QObject):
                     last_emit = now
             if pending:
                 self.tokenReceived.emit("".join(pending))
-        except (LlamaDeskError, TemplateError, ContextError, EngineError) as exc:
+        except ContextError as exc:  # nothing was generated: the newest message alone is too long
+            self.promptTooLong.emit(str(exc))
+            return
+        except (LlamaDeskError, TemplateError, EngineError) as exc:
             self.generationFailed.emit(str(exc))
             return
         except Exception as exc:
@@ -148,7 +155,11 @@ class _Worker(QObject):
 
 
 class InferenceController(QObject):
-    """The GUI side of the inference thread. See /docs in the module docstring."""
+    """The GUI side of the inference thread. See /docs in the module docstring.
+
+    A reply ends with exactly one of ``generationFinished(stats)``, ``generationFailed(str)`` or
+    ``promptTooLong(str)``: the newest message does not fit in the context, nothing was generated.
+    """
 
     modelLoading = Signal(str)
     loadProgress = Signal(float)
@@ -159,6 +170,7 @@ class InferenceController(QObject):
     tokenReceived = Signal(str)
     generationFinished = Signal(object)
     generationFailed = Signal(str)
+    promptTooLong = Signal(str)
 
     _loadRequested = Signal(object, object, object)
     _generateRequested = Signal(object, object)
@@ -192,6 +204,7 @@ class InferenceController(QObject):
         w.tokenReceived.connect(self.tokenReceived)
         w.generationFinished.connect(self._on_finished)
         w.generationFailed.connect(self._on_failed)
+        w.promptTooLong.connect(self._on_too_long)
         self._thread.start()
 
     @property
@@ -266,3 +279,7 @@ class InferenceController(QObject):
     def _on_failed(self, message: str) -> None:
         self._generating = False
         self.generationFailed.emit(message)
+
+    def _on_too_long(self, message: str) -> None:
+        self._generating = False
+        self.promptTooLong.emit(message)

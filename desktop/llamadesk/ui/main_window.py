@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import shiboken6
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -84,6 +84,13 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _local_files(mime: QMimeData) -> list[Path]:
+    """Files on this computer in a drag-and-drop payload."""
+    if not mime.hasUrls():
+        return []
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
 class LibraryEntry(Protocol):
     """What the window reads from a library model (``hub.library.LibraryModel``)."""
 
@@ -107,6 +114,15 @@ class Library(Protocol):
     def find(self, name_or_path: str) -> Any: ...
 
     def import_model(self, path: str | Path, *, copy: bool = False) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class _SentMessage:
+    """A message sent from the composer, kept until its reply starts in case it must go back."""
+
+    text: str
+    message_id: int
+    created_conversation: bool
 
 
 class MainWindow(QMainWindow):
@@ -155,6 +171,7 @@ class MainWindow(QMainWindow):
         self._reply: StreamingReply | None = None
         self._reply_ids: list[int | None] = []
         self._reply_failed_store = False
+        self._sent: _SentMessage | None = None  # the message the running reply answers, when just sent
         self._loading_path: Path | None = None
         self._load_cancelled = False
         self._loaded_identity: tuple[Path, tuple[str, str]] | None = None
@@ -402,6 +419,7 @@ class MainWindow(QMainWindow):
         c.tokenReceived.connect(self._on_token)
         c.generationFinished.connect(self._on_generation_finished)
         c.generationFailed.connect(self._on_generation_failed)
+        c.promptTooLong.connect(self._on_prompt_too_long)
 
     # ------------------------------------------------------------------ state
 
@@ -441,13 +459,15 @@ class MainWindow(QMainWindow):
             return None
         return next((m for m in reversed(path) if m.role == "assistant"), None)
 
-    def show_error(self, message: str, next_step: str = "") -> None:
-        """Show a problem in the banner (never a modal dialog), with what to do next."""
-        text = f"{message.rstrip('.')}. {next_step}" if next_step else message
-        self.banner.show_message(text, "error")
+    def show_error(self, message: str, next_step: str = "", *, topic: str = "") -> None:
+        """Show a problem in the banner (never a modal dialog), with what to do next.
 
-    def show_info(self, message: str) -> None:
-        self.banner.show_message(message, "info")
+        ``topic="model"`` marks a problem that a model loading afterwards solves."""
+        text = f"{message.rstrip('.')}. {next_step}" if next_step else message
+        self.banner.show_message(text, "error", topic=topic)
+
+    def show_info(self, message: str, *, topic: str = "") -> None:
+        self.banner.show_message(message, "info", topic=topic)
 
     # ------------------------------------------------------------------ conversations
 
@@ -620,14 +640,20 @@ class MainWindow(QMainWindow):
         if not text.strip() or self.generating:
             return
         if self._loading_path is not None:
-            self.show_info("The model is still loading; your message is kept. Send it once loading finishes.")
+            self.show_info(
+                "The model is still loading; your message is kept. Send it once loading finishes.",
+                topic="model",
+            )
             return
         if self.controller.loaded is None:
             self.show_error(
-                "No model is loaded", "Choose a model in the toolbar first; your message is kept."
+                "No model is loaded",
+                "Choose a model in the toolbar first; your message is kept.",
+                topic="model",
             )
             return
         self._flush_system_prompt()
+        created = False
         try:
             if self._conversation_id is None:
                 conversation = self.store.create_conversation(
@@ -635,8 +661,9 @@ class MainWindow(QMainWindow):
                 )
                 self.window_state.remove(self._draft_key())
                 self._conversation_id = conversation.id
+                created = True
                 self.window_state.setValue("conversation/current", conversation.id)
-            self.store.add_message(self._conversation_id, "user", text)
+            user = self.store.add_message(self._conversation_id, "user", text)
         except StoreError as exc:
             self.show_error(str(exc), "Your message is still in the box.")
             return
@@ -644,10 +671,11 @@ class MainWindow(QMainWindow):
         self._save_draft()
         self.sidebar.refresh()
         self.sidebar.select(self._conversation_id)
-        self._start_reply(None)
+        self._start_reply(None, sent=_SentMessage(text, user.id, created))
 
-    def _start_reply(self, parent_id: int | None) -> None:
-        """Generate a reply to the active path (or to the path ending at ``parent_id``)."""
+    def _start_reply(self, parent_id: int | None, *, sent: _SentMessage | None = None) -> None:
+        """Generate a reply to the active path (or to the path ending at ``parent_id``);
+        ``sent`` is the message just sent from the composer, given back if it is too long."""
         assert self._conversation_id is not None
         try:
             conversation = self.store.get_conversation(self._conversation_id)
@@ -672,6 +700,7 @@ class MainWindow(QMainWindow):
                 messages.append({"role": item.role, "content": item.content})
                 ids.append(item.id)
         self._reply = reply
+        self._sent = sent
         self._reply_ids = ids
         self._reply_failed_store = False
         self.chat_view.set_messages(list(path))
@@ -734,7 +763,7 @@ class MainWindow(QMainWindow):
         if self._refuse_while_busy("regenerate a reply"):
             return
         if self.controller.loaded is None:
-            self.show_info("Load a model first to write a new version of this reply.")
+            self.show_info("Load a model first to write a new version of this reply.", topic="model")
             return
         try:
             message = self.store.get_message(message_id)
@@ -822,6 +851,7 @@ class MainWindow(QMainWindow):
 
     def _finish_reply(self, status: str, stats: dict[str, Any] | None) -> Message | None:
         reply, self._reply = self._reply, None
+        self._sent = None
         if reply is None:
             return None
         try:
@@ -855,6 +885,38 @@ class MainWindow(QMainWindow):
         if message is not None:
             self.chat_view.end_stream(message)
         self.show_error(text, "Your messages are kept; try again, or change the model or its settings.")
+        self._update_state()
+
+    def _on_prompt_too_long(self, text: str) -> None:
+        """The newest message does not fit in the context: a message just sent goes back to the box."""
+        if self._closed or self._reply is None:
+            return
+        sent, self._sent = self._sent, None
+        if sent is None:  # a regenerate or an edit: the failed reply says why, next to the message
+            self._on_generation_failed(text)
+            return
+        conversation_id = self._conversation_id
+        assert conversation_id is not None
+        try:
+            if sent.created_conversation:
+                self.store.delete_conversation(conversation_id)
+            else:
+                self.store.delete_message(sent.message_id)  # and the empty reply under it
+        except StoreError as exc:  # the message stays where it is, its reply marked failed
+            log.error("could not take back the message that did not fit: %s", exc)
+            self._on_generation_failed(text)
+            return
+        self._reply = None
+        typed = self.composer.text()  # anything written since it was sent stays after it
+        if sent.created_conversation:
+            self.window_state.remove(f"drafts/{conversation_id}")
+            self._switch_to(None, save_draft=False)
+            self.sidebar.refresh()
+        else:
+            self.refresh_chat()
+        self.composer.set_text(sent.text + (f"\n\n{typed}" if typed.strip() else ""))
+        self._save_draft()
+        self.show_error(text, "Your message is back in the box.")
         self._update_state()
 
     # ------------------------------------------------------------------ models
@@ -1014,7 +1076,9 @@ class MainWindow(QMainWindow):
         path = starter_model_path()
         if path is None:
             self.show_error(
-                "The starter model is not installed", "Open a .gguf file or browse models instead."
+                "The starter model is not installed",
+                "Open a .gguf file or browse models instead.",
+                topic="model",
             )
             return
         self.load_model(path)
@@ -1030,7 +1094,7 @@ class MainWindow(QMainWindow):
         try:
             self.library.import_model(path, copy=False)
         except LlamaDeskError as exc:
-            self.show_error(str(exc), "Choose another .gguf file.")
+            self.show_error(str(exc), "Choose another .gguf file.", topic="model")
             return
         self.refresh_models()
         self.load_model(path)
@@ -1047,7 +1111,7 @@ class MainWindow(QMainWindow):
             info = inspect_gguf(path)
         except EngineError as exc:
             self._reset_picker()
-            self.show_error(str(exc), "Choose another model file.")
+            self.show_error(str(exc), "Choose another model file.", topic="model")
             return False
         runtime = self._runtime_for(self.model_key(path))
         try:
@@ -1129,7 +1193,7 @@ class MainWindow(QMainWindow):
 
         loaded = self.controller.loaded
         if loaded is None:
-            self.show_info("Load a model first to see or change its chat template.")
+            self.show_info("Load a model first to see or change its chat template.", topic="model")
             return
         key = self.model_key()
         dialog = TemplateDialog(
@@ -1202,10 +1266,10 @@ class MainWindow(QMainWindow):
             n_gpu_layers=loaded.n_gpu_layers,
             n_ctx=loaded.n_ctx,
             fallback_template=loaded.chat_format.is_fallback,
+            block_count=loaded.info.block_count or 0,
         )
         self.model_picker.set_current_path(loaded.path)
-        if self.banner.kind == "error":
-            self.banner.dismiss()
+        self.banner.retract("model")  # earlier load problems are solved now
         if loaded.chat_format.is_fallback:
             self.show_info(
                 f"{name} has no chat template; the common ChatML format is used. "
@@ -1225,9 +1289,11 @@ class MainWindow(QMainWindow):
         self.status.set_model(None)
         self._reset_picker()
         if self._load_cancelled:
-            self.show_info("Loading was cancelled. Choose a model to load when you are ready.")
+            self.show_info("Loading was cancelled. Choose a model to load when you are ready.", topic="model")
         else:
-            self.show_error(message, "Choose another model, or lower the context length in Preferences.")
+            self.show_error(
+                message, "Choose another model, or lower the context length in Preferences.", topic="model"
+            )
         self._load_cancelled = False
         self._update_state()
 
@@ -1333,9 +1399,8 @@ class MainWindow(QMainWindow):
         self.show_error(f"Download failed: {message}", "Retry it from My models (the download resumes).")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        from .model_library import gguf_paths
-
-        if gguf_paths(event.mimeData()):
+        # Any local file is taken, so that dropping the wrong kind says why instead of nothing.
+        if _local_files(event.mimeData()):
             event.acceptProposedAction()
         else:
             super().dragEnterEvent(event)
@@ -1343,9 +1408,18 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         from .model_library import gguf_paths
 
-        paths = gguf_paths(event.mimeData())
+        mime = event.mimeData()
+        paths = gguf_paths(mime)
         if not paths:
-            super().dropEvent(event)
+            files = _local_files(mime)
+            if not files:
+                super().dropEvent(event)
+                return
+            event.acceptProposedAction()
+            self.show_error(
+                f"{files[0].name} is not a GGUF model file",
+                "LlamaDesk runs .gguf models: drop one of those, or find one in Discover models.",
+            )
             return
         event.acceptProposedAction()
         self.import_dropped_model(paths[0])
@@ -1393,7 +1467,10 @@ class MainWindow(QMainWindow):
         settings = settings.model_copy(update={"template_overrides": dict(self.settings.template_overrides)})
         settings.app.last_model = self.settings.app.last_model
         folder_changed = settings.app.models_dir != self.settings.app.models_dir
+        old_default = self.settings.app.default_system_prompt
         self.settings = settings
+        if self._conversation_id is None and self.system_prompt_edit.toPlainText() == old_default:
+            self._load_system_prompt()  # a new chat not yet sent takes up the new default
         self._save_settings()
         if token is not None:
             try:
@@ -1554,7 +1631,7 @@ class MainWindow(QMainWindow):
             conversation_id = int(current or 0) or None  # type: ignore[call-overload]
         except (TypeError, ValueError):
             conversation_id = None
-        self._switch_to(conversation_id)
+        self._switch_to(conversation_id, save_draft=False)  # the empty box must not overwrite a saved draft
 
     def save_window_state(self) -> None:
         state = self.window_state

@@ -7,6 +7,15 @@ from typing import Any
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 
+def gpu_layers_text(n_gpu_layers: int, block_count: int, backend: str) -> str:
+    """How many of the model's layers run on the GPU, as a user reads it (-1 means all)."""
+    if backend == "CPU" or n_gpu_layers == 0:
+        return "0"
+    if n_gpu_layers < 0 or (block_count and n_gpu_layers >= block_count):
+        return "all"
+    return f"{n_gpu_layers} of {block_count}" if block_count else str(n_gpu_layers)
+
+
 class StatusBar(QStatusBar):
     """Facts about the loaded model and the last reply, always visible."""
 
@@ -44,8 +53,9 @@ class StatusBar(QStatusBar):
         n_gpu_layers: int = 0,
         n_ctx: int = 0,
         fallback_template: bool = False,
+        block_count: int = 0,
     ) -> None:
-        """Show the loaded model (or none)."""
+        """Show the loaded model (or none); ``block_count`` is the model's number of layers."""
         self.n_ctx = n_ctx
         if not name:
             self.model_label.setText("No model loaded")
@@ -57,7 +67,7 @@ class StatusBar(QStatusBar):
         suffix = " · ChatML fallback template" if fallback_template else ""
         self.model_label.setText(name + suffix)
         self.backend_label.setText(backend)
-        self.layers_label.setText(f"GPU layers: {n_gpu_layers}" if backend != "CPU" else "GPU layers: 0")
+        self.layers_label.setText(f"GPU layers: {gpu_layers_text(n_gpu_layers, block_count, backend)}")
         self.set_context(0)
         self.speed_label.setText("")
 
@@ -75,8 +85,9 @@ class StatusBar(QStatusBar):
             return
         used = int(stats.get("prompt_tokens", 0)) + int(stats.get("completion_tokens", 0))
         self.set_context(used)
-        speed = float(stats.get("tokens_per_s", 0.0))
-        self.speed_label.setText(f"{speed:.1f} tok/s")
+        speed = float(stats.get("tokens_per_s") or 0.0)
+        # Stopped or failed before a second token: there is no speed to tell.
+        self.speed_label.setText(f"{speed:.1f} tok/s" if speed > 0 else "")
 
     def speed_text(self) -> str:
         return self.speed_label.text()
