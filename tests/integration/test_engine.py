@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -90,8 +91,9 @@ def test_user_stop_within_one_token(engine: Engine) -> None:
     assert pieces <= 11
 
 
-def test_stop_during_long_prompt_evaluation(engine: Engine) -> None:
+def test_stop_during_long_prompt_evaluation(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     """The abort callback interrupts prompt processing, not just token sampling."""
+    caplog.set_level(logging.DEBUG, logger="llama.cpp")
     long_prompt = chatml(("user", "word " * 1500))
     stop = threading.Event()
     timer = threading.Timer(0.05, stop.set)
@@ -106,6 +108,9 @@ def test_stop_during_long_prompt_evaluation(engine: Engine) -> None:
     assert gen.stats is not None
     assert gen.stats.stop_reason is StopReason.USER
     assert gen.stats.completion_tokens == 0 and text == ""
+    # llama.cpp's complaints about the aborted decode are the stop working: not shown as errors
+    aborted = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert aborted and all(r.levelno == logging.DEBUG for r in aborted)
     # the next generation still works after an aborted evaluation
     again = engine.generate(chatml(("user", "Hi")), GenerationSettings(max_tokens=5, seed=1))
     assert "".join(again) and again.stats is not None and again.stats.error is None

@@ -222,7 +222,10 @@ class Engine:
         @module.llama_cpp.ggml_abort_callback
         def should_abort(_data: Any) -> bool:
             stop = self._active_stop
-            return stop is not None and stop.is_set()
+            stopping = stop is not None and stop.is_set()
+            if stopping:
+                runtime.set_stopping(True)
+            return stopping
 
         self._abort_cb = should_abort
         module.llama_cpp.llama_set_abort_callback(self._llm._ctx.ctx, should_abort, ctypes.c_void_p(0))
@@ -310,6 +313,7 @@ class Engine:
         pending = b""
         text = ""  # decoded text not yet released (may hide a stop string's start)
         self._active_stop = stop_event
+        runtime.set_stopping(False)
         gen = llm.generate(
             tokens,
             top_k=s.top_k,

@@ -27,6 +27,14 @@ _partial: list[str] = []
 # ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the previous line).
 _LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _last_level = logging.DEBUG
+# Set while a stop the user asked for aborts llama.cpp mid-decode: the errors it then logs
+# ("llama_decode: failed to decode, ret = 2") are the stop working, not a failure.
+_stopping = False
+
+
+def set_stopping(value: bool) -> None:
+    global _stopping
+    _stopping = value
 
 
 class _NoRedirect:
@@ -58,8 +66,10 @@ def _on_log(level: int, text: bytes, _user_data: Any) -> None:
     if not line:
         return
     _recent.append(line)
-    # llama.cpp logs routine loading detail at INFO; keep it at DEBUG for Python logging.
-    log.log(logging.DEBUG if py_level == logging.INFO else py_level, "%s", line)
+    # llama.cpp logs routine loading detail at INFO; keep it at DEBUG for Python logging, and
+    # the errors of a decode the user stopped too.
+    quiet = py_level == logging.INFO or (_stopping and py_level >= logging.WARNING)
+    log.log(logging.DEBUG if quiet else py_level, "%s", line)
 
 
 def recent_errors() -> list[str]:
