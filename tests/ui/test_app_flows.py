@@ -662,3 +662,36 @@ def test_long_conversation_leaves_out_its_oldest_turns_without_hiding_a_warning(
     assert window.banner.kind == "info" and "did not fit" in window.banner.text()
     window.banner.dismiss()
     assert window.banner.isVisibleTo(window) and window.banner.text() == warning  # still not read
+
+
+def test_an_edit_refused_because_a_load_began_is_kept(
+    qtbot: QtBot,
+    make_window: MakeWindow,
+    llamadesk_home: Path,
+    starter_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    write_settings(llamadesk_home)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    send(qtbot, window, "What is 2 + 2?")
+    user = window.store.active_path(current(window))[0]
+    shown: list[str] = []
+
+    def edit_while_a_load_begins(_parent: object, _title: str, _label: str, text: str) -> tuple[str, bool]:
+        shown.append(text)
+        if len(shown) == 1:
+            window.load_model(starter_model, confirm=False)  # the model reloads meanwhile
+        return "What is 3 + 3?", True
+
+    monkeypatch.setattr(QInputDialog, "getMultiLineText", edit_while_a_load_begins)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=LOAD_TIMEOUT):
+        window.ask_edit_message(user.id)
+    assert "Your edit is kept" in window.banner.text()
+    assert window.store.active_path(current(window))[0].content == "What is 2 + 2?"
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        qtbot.mouseClick(window.banner._action_button, Qt.MouseButton.LeftButton)
+    assert shown == ["What is 2 + 2?", "What is 3 + 3?"]  # the dialog reopened with the edit
+    assert window.store.active_path(current(window))[0].content == "What is 3 + 3?"

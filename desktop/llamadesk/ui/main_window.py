@@ -775,7 +775,8 @@ class MainWindow(QMainWindow):
             return
         self._start_reply(parent)
 
-    def ask_edit_message(self, message_id: int) -> None:
+    def ask_edit_message(self, message_id: int, draft: str | None = None) -> None:
+        """Ask for the new text of a message (``draft``: text edited earlier), then branch from it."""
         if self._refuse_while_busy("edit a message"):
             return
         try:
@@ -783,10 +784,21 @@ class MainWindow(QMainWindow):
         except StoreError as exc:
             self.show_error(str(exc))
             return
-        text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", message.content)
+        start = message.content if draft is None else draft
+        text, ok = QInputDialog.getMultiLineText(self, "Edit message", "Message:", start)
         text = tidy_message(text)
-        if ok and text.strip() and text != message.content:
-            self.edit_message(message_id, text)
+        if not ok or not text.strip() or text == message.content:
+            return
+        if self.generating or self._loading_path is not None:
+            # Something started while the dialog was open (the start-up load, say): keep the edit.
+            self.banner.show_message(
+                "Your edit is kept: it can be sent once the model has finished.",
+                "info",
+                action_text="Edit again",
+                action=lambda: self.ask_edit_message(message_id, text),
+            )
+            return
+        self.edit_message(message_id, text)
 
     def edit_message(self, message_id: int, text: str) -> None:
         """Save an edited user message as a new branch and reply to it."""
