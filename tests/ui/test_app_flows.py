@@ -195,6 +195,35 @@ def test_stop_mid_reply(
     assert not window.composer.stop_button.isEnabled()
 
 
+def test_escape_in_a_rename_cancels_the_rename_not_the_reply(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    from PySide6.QtWidgets import QLineEdit
+
+    write_settings(llamadesk_home, max_tokens=2000)
+    window = make_window()
+    show(qtbot, window)
+    other = window.store.create_conversation(title="Other chat")
+    load_starter(qtbot, window, starter_model)
+    window.composer.set_text("Write a very long story about a llama who learns to program.")
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    view = window.sidebar.view
+    view.setFocus()
+    index = window.sidebar.model.index(window.sidebar.model.row_of(other.id))
+    view.setCurrentIndex(index)
+    view.edit(index)  # as a click on the selected row does
+    editor = view.focusWidget()
+    assert isinstance(editor, QLineEdit)
+    qtbot.keyClicks(editor, "Renamed")
+    qtbot.keyClick(editor, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: view.state() != view.State.EditingState, timeout=5000)
+    assert window.generating  # the reply goes on
+    assert window.store.get_conversation(other.id).title == "Other chat"
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        window.stop()
+
+
 def test_conversation_being_written_cannot_be_deleted_or_edited(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
 ) -> None:
