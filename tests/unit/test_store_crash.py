@@ -93,7 +93,12 @@ def test_sigkill_while_streaming_keeps_everything_committed(tmp_path: Path) -> N
             child.stderr.read()
         assert child.returncode == -signal.SIGKILL
         runs[run] = (int(first[1]), int(first[2]))
-        reported = [int(line.split()[1]) for line in output.splitlines() if line.startswith("committed")]
+        # the kill can cut the writer's last line short: only whole "committed N" lines count
+        reported = [
+            int(words[1])
+            for words in (line.split() for line in output.splitlines())
+            if len(words) == 2 and words[0] == "committed" and words[1].isdigit()
+        ]
         last_reported = max(reported, default=0)
 
         with closing(sqlite3.connect(db)) as conn:
