@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
-from llamadesk.app import create_main_window
 from llamadesk.chat.store import Conversation, ConversationStore
 from llamadesk.paths import STARTER_MODEL_NAME, get_paths
 from llamadesk.settings import ModelPreset, Settings, SettingsStore
@@ -25,6 +24,8 @@ REPLY_TIMEOUT = 120_000
 
 # The offscreen platform plugin says this on every show(); it is not about our code.
 pytestmark = [pytest.mark.model, pytest.mark.qt_log_ignore("does not support propagateSizeHints")]
+
+MakeWindow = Callable[[], MainWindow]  # the make_window fixture (tests/ui/conftest.py)
 NAMES = (
     "conversationList",
     "conversationSearch",
@@ -38,7 +39,6 @@ NAMES = (
     "contextMeter",
     "systemPromptEdit",
 )
-MakeWindow = Callable[[], MainWindow]
 
 
 def write_settings(
@@ -52,22 +52,6 @@ def write_settings(
     settings.runtime.n_ctx = n_ctx
     settings.presets = presets or {}
     SettingsStore(get_paths(home).ensure().settings_file).save(settings)
-
-
-@pytest.fixture
-def make_window(qtbot: QtBot, llamadesk_home: Path) -> Iterator[MakeWindow]:
-    """Builds windows on the test's home; every window is closed at the end."""
-    windows: list[MainWindow] = []
-
-    def make() -> MainWindow:
-        window = create_main_window(llamadesk_home)
-        qtbot.addWidget(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
 
 
 def load_starter(qtbot: QtBot, window: MainWindow, starter_model: Path) -> None:

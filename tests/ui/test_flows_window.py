@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,6 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QToolButton
 from pytestqt.qtbot import QtBot
 
-from llamadesk.app import create_main_window
 from llamadesk.paths import get_paths
 from llamadesk.ui.banner import Banner
 from llamadesk.ui.main_window import MainWindow
@@ -19,23 +18,7 @@ from llamadesk.ui.status_bar import StatusBar
 
 pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
 
-MakeWindow = Callable[[], MainWindow]
-
-
-@pytest.fixture
-def make_window(qtbot: QtBot, llamadesk_home: Path) -> Iterator[MakeWindow]:
-    """Builds windows on the test's home; every window is closed at the end."""
-    windows: list[MainWindow] = []
-
-    def make() -> MainWindow:
-        window = create_main_window(llamadesk_home)
-        qtbot.addWidget(window)
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
+MakeWindow = Callable[[], MainWindow]  # the make_window fixture (tests/ui/conftest.py)
 
 
 def test_new_chat_draft_survives_restart(make_window: MakeWindow) -> None:

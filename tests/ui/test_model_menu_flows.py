@@ -192,6 +192,17 @@ def test_preferences_ok_keeps_template_overrides_and_updates_downloads(
     assert downloads.downloader.models_dir == window.library.models_dir == tmp_path / "elsewhere"
 
 
+def _starter_loaded(qtbot: QtBot, window: MainWindow) -> Path:
+    """The starter model, loaded (the window may have loaded it at start already)."""
+    starter = starter_model_path()
+    assert starter is not None
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
+    if window.controller.loaded is None:
+        with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
+            window.load_model(starter, confirm=False)
+    return starter
+
+
 def _starter_entry(window: MainWindow) -> str:
     starter = starter_model_path()
     return next(e.text for e in window.model_picker._entries if e.path == starter)
@@ -201,12 +212,7 @@ def _starter_entry(window: MainWindow) -> str:
 def test_fit_labels_and_warnings_count_the_memory_switching_frees(
     qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    starter = starter_model_path()
-    assert starter is not None
-    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
-    if window.controller.loaded is None:
-        with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
-            window.load_model(starter, confirm=False)
+    starter = _starter_loaded(qtbot, window)
     loaded = window.controller.loaded
     assert loaded is not None and loaded.ram_used >= 0
     window.settings.runtime.n_ctx = 8192  # about 470 MB with this model
@@ -236,12 +242,7 @@ def test_preferences_auto_gpu_layers_says_what_the_planner_would_choose(
     import llamadesk.engine as engine
     from llamadesk.engine.hardware import GPUInfo, Hardware
 
-    starter = starter_model_path()
-    assert starter is not None
-    qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
-    if window.controller.loaded is None:
-        with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
-            window.load_model(starter, confirm=False)
+    _starter_loaded(qtbot, window)
     assert window.controller.loaded is not None and window.controller.loaded.n_gpu_layers == 0
     gib = 1024**3
     gpu = Hardware(32 * gib, 16 * gib, 8, "CUDA", True, [GPUInfo("Test GPU", 8 * gib, 8 * gib)])
