@@ -21,6 +21,7 @@ from llamadesk.hub import (
     DownloadProgress,
     DownloadQueue,
     DownloadState,
+    DownloadTask,
     HubCatalog,
     HubError,
     ModelLibrary,
@@ -513,17 +514,22 @@ def test_queue_resumes_a_paused_task_instead_of_adding_a_second_one(
     assert first.wait(10) and first.state is DownloadState.PAUSED
     hub.faults.hold_after = None
     hub.faults.release.set()
-    hub.clear_requests()
     # "Download" again (or "Resume download" in My models) picks up the paused task.
+    _added_again_resumes(hub, queue, first)
+    # A finished download is not resumed: asking again makes a new task (which finds the file).
+    assert queue.add(REPO, FILE) is not first
+    assert queue.wait_idle(10)
+    queue.shutdown()
+
+
+def _added_again_resumes(hub: FakeHub, queue: DownloadQueue, first: DownloadTask) -> None:
+    """Adding the same file again takes up ``first`` and fetches only the bytes after 300,000."""
+    hub.clear_requests()
     again = queue.add(REPO, FILE)
     assert again is first and queue.tasks == [first]
     assert queue.wait_idle(10) and first.state is DownloadState.DONE, first.error
     assert sha256_of(first.path) == hub.repos[REPO].files[FILE].sha256
     assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=300000-"]
-    # A finished download is not resumed: asking again makes a new task (which finds the file).
-    assert queue.add(REPO, FILE) is not first
-    assert queue.wait_idle(10)
-    queue.shutdown()
 
 
 def test_queue_retries_a_failed_task_instead_of_adding_a_second_one(hub: FakeHub, paths: Paths) -> None:
@@ -536,12 +542,7 @@ def test_queue_retries_a_failed_task_instead_of_adding_a_second_one(hub: FakeHub
     assert queue.wait_idle(10) and first.state is DownloadState.FAILED
     assert first.error is not None and first.error.kind == "disk"
     disk.room = 10**12  # space was freed
-    hub.clear_requests()
-    again = queue.add(REPO, FILE)
-    assert again is first and queue.tasks == [first]
-    assert queue.wait_idle(10) and first.state is DownloadState.DONE, first.error
-    assert sha256_of(first.path) == hub.repos[REPO].files[FILE].sha256
-    assert [r.range for r in hub.byte_requests(FILE)] == ["bytes=300000-"]
+    _added_again_resumes(hub, queue, first)
     queue.shutdown()
 
 

@@ -75,6 +75,17 @@ def send(qtbot: QtBot, window: MainWindow, text: str) -> None:
         qtbot.keyClick(editor, Qt.Key.Key_Return)
 
 
+def start_long_reply(
+    qtbot: QtBot,
+    window: MainWindow,
+    text: str = "Write a very long story about a llama who learns to program.",
+) -> None:
+    """Send ``text`` and return once the reply is streaming (its first token arrived)."""
+    window.composer.set_text(text)
+    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+
+
 def show(qtbot: QtBot, window: MainWindow) -> None:
     """Show and activate the window so keyboard shortcuts reach it."""
     window.show()
@@ -167,9 +178,7 @@ def test_stop_mid_reply(
     write_settings(llamadesk_home, max_tokens=2000)
     window = make_window()
     load_starter(qtbot, window, starter_model)
-    window.composer.set_text("Write a very long story about a llama who learns to program.")
-    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
-        window.composer.submit()
+    start_long_reply(qtbot, window)
     with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT) as finished:
         qtbot.keyClick(window.composer.editor, Qt.Key.Key_Escape)
     assert finished.args[0].stop_reason.value == "user_stop"
@@ -189,9 +198,7 @@ def test_escape_in_a_rename_cancels_the_rename_not_the_reply(
     show(qtbot, window)
     other = window.store.create_conversation(title="Other chat")
     load_starter(qtbot, window, starter_model)
-    window.composer.set_text("Write a very long story about a llama who learns to program.")
-    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
-        window.composer.submit()
+    start_long_reply(qtbot, window)
     view = window.sidebar.view
     view.setFocus()
     index = window.sidebar.model.index(window.sidebar.model.row_of(other.id))
@@ -214,9 +221,7 @@ def test_conversation_being_written_cannot_be_deleted_or_edited(
     write_settings(llamadesk_home, max_tokens=2000)
     window = make_window()
     load_starter(qtbot, window, starter_model)
-    window.composer.set_text("Write a very long story about a llama who learns to program.")
-    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
-        window.composer.submit()
+    start_long_reply(qtbot, window)
     conversation = current(window)
     user = window.store.active_path(conversation)[0]
 
@@ -499,9 +504,7 @@ def test_closing_mid_generation_exits_cleanly(
     write_settings(llamadesk_home, max_tokens=2000)
     window = make_window()
     load_starter(qtbot, window, starter_model)
-    window.composer.set_text("Write a long poem about the sea.")
-    with qtbot.waitSignal(window.controller.tokenReceived, timeout=REPLY_TIMEOUT):
-        window.composer.submit()
+    start_long_reply(qtbot, window, "Write a long poem about the sea.")
     conversation_id = current(window)
     window.close()
     store = ConversationStore(get_paths(llamadesk_home).database_file)

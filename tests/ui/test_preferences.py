@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QSlider,
     QSpinBox,
-    QWidget,
 )
 from pytestqt.qtbot import QtBot
 
 from llamadesk.settings import AppSettings, GenerationSettings, ModelPreset, RuntimeSettings, Settings
 from llamadesk.ui.preferences import PreferencesDialog, gpu_auto_text
 from llamadesk.ui.settings_form import camel_case, decode_lines, encode_lines
+from preferences_helpers import find, make_dialog
 
 NAMED_WIDGETS = {
     "temperatureSpin": QDoubleSpinBox,
@@ -57,18 +57,6 @@ MODELS: dict[str, type[BaseModel]] = {
     "runtime": RuntimeSettings,
     "app": AppSettings,
 }
-
-
-def make_dialog(qtbot: QtBot, settings: Settings | None = None, **kwargs: object) -> PreferencesDialog:
-    dialog = PreferencesDialog(settings or Settings(), **kwargs)  # type: ignore[arg-type]
-    qtbot.addWidget(dialog)
-    return dialog
-
-
-def find(dialog: PreferencesDialog, name: str) -> QWidget:
-    widget = dialog.findChild(QWidget, name)
-    assert widget is not None, f"no widget named {name}"
-    return widget
 
 
 def test_every_named_widget_exists_with_matching_accessible_name(qtbot: QtBot) -> None:

@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QLineEdit, QSpinBox
 from pytestqt.qtbot import QtBot
 
 from llamadesk.settings import GenerationSettings, ModelPreset, Settings
 from llamadesk.ui.preferences import PreferencesDialog
 from llamadesk.ui.settings_form import decode_lines
-
-
-def make_dialog(qtbot: QtBot, settings: Settings | None = None, **kwargs: object) -> PreferencesDialog:
-    dialog = PreferencesDialog(settings or Settings(), **kwargs)  # type: ignore[arg-type]
-    qtbot.addWidget(dialog)
-    return dialog
-
-
-def find(dialog: QWidget, name: str) -> QWidget:
-    widget = dialog.findChild(QWidget, name)
-    assert widget is not None, f"no widget named {name}"
-    return widget
+from preferences_helpers import find, make_dialog
 
 
 def type_into(qtbot: QtBot, spin: QSpinBox | QDoubleSpinBox, text: str) -> None:
