@@ -35,8 +35,21 @@ else
   $(error GPU must be one of auto, cpu, cuda, metal, vulkan (got '$(GPU)'))
 endif
 
+# llama.cpp's AMX matrix kernels (chosen by -march=native on Intel Xeons since Sapphire Rapids)
+# crash inside llama_decode with some quantizations; the AVX-512 kernels are used instead.
+ifeq ($(UNAME_M),x86_64)
+  LLAMA_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+else
+  LLAMA_CFLAGS :=
+endif
+# pip's wheel cache ignores CMAKE_ARGS and CFLAGS, so LlamaDesk keeps its own wheels, one folder per
+# backend and set of build flags: changing either rebuilds, and a fresh .venv reuses the wheel.
+LLAMA_KEY := $(BACKEND)-$(shell printf '%s' "$(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS)" | cksum | cut -d' ' -f1)
+LLAMA_WHEELS ?= $(HOME)/.cache/llamadesk/wheels/$(LLAMA_KEY)
+LLAMA_SPEC := llama-cpp-python>=0.3.36,<0.4
+
 STAMP_VENV := $(VENV)/.stamp-venv
-STAMP_LLAMA := $(VENV)/.stamp-llama-$(BACKEND)
+STAMP_LLAMA := $(VENV)/.stamp-llama-$(LLAMA_KEY)
 STAMP_APP := $(VENV)/.stamp-app
 STAMP_TEST := $(VENV)/.stamp-test
 STAMP_STARTER := $(VENV)/.stamp-starter
@@ -53,18 +66,20 @@ $(STAMP_VENV):
 	$(PIP) install --quiet --upgrade pip
 	touch $@
 
-# llama-cpp-python compiles llama.cpp (several minutes the first time; pip caches the
-# CPU wheel afterwards). A GPU build never reuses a cached CPU wheel.
+# llama-cpp-python compiles llama.cpp (several minutes the first time); the wheel is kept in
+# $(LLAMA_WHEELS) and reused by later set-ups with the same backend and flags.
 $(STAMP_LLAMA): $(STAMP_VENV)
-	@echo "==> Building llama-cpp-python for backend: $(BACKEND) $(LLAMA_CMAKE_ARGS)"
+	@echo "==> llama-cpp-python for backend: $(BACKEND) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS)"
 	rm -f $(VENV)/.stamp-llama-*
-ifeq ($(BACKEND),cpu)
-	CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc 2>/dev/null || echo 2)} \
-	  $(PIP) install "llama-cpp-python>=0.3.36,<0.4"
-else
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc 2>/dev/null || echo 2)} \
-	  $(PIP) install --force-reinstall --no-cache-dir --no-deps "llama-cpp-python>=0.3.36,<0.4"
-endif
+	@if ! ls "$(LLAMA_WHEELS)"/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "==> Building llama-cpp-python (several minutes)"; \
+	  mkdir -p "$(LLAMA_WHEELS)" && \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc 2>/dev/null || echo 2)} \
+	    $(PIP) wheel --no-deps --no-cache-dir --wheel-dir "$(LLAMA_WHEELS)" "$(LLAMA_SPEC)" || exit 1; \
+	fi
+	$(PIP) install --force-reinstall --no-deps "$$(ls -t "$(LLAMA_WHEELS)"/llama_cpp_python-*.whl | head -n 1)"
+	$(PIP) install --quiet "$(LLAMA_SPEC)"  # its dependencies (numpy, jinja2, ...); keeps the wheel above
 	touch $@
 
 $(STAMP_APP): $(STAMP_LLAMA) pyproject.toml
