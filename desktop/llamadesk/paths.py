@@ -1,7 +1,8 @@
 """Where LlamaDesk keeps its files.
 
-Platform folders come from platformdirs. ``LLAMADESK_HOME=/some/dir`` puts every
-folder under that one directory (portable installs and tests).
+Platform folders come from platformdirs (the log folder is its ``user_log_dir``, e.g.
+``~/.local/state/LlamaDesk/log`` on Linux). ``LLAMADESK_HOME=/some/dir`` puts every folder
+under that one directory (portable installs and tests).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ class Paths:
 
     config_dir: Path
     data_dir: Path
-    cache_dir: Path
     models_dir: Path
     log_dir: Path
 
@@ -33,6 +33,7 @@ class Paths:
 
     @property
     def token_file(self) -> Path:
+        """Where the Hub token is kept when there is no system keyring (see ``secrets``)."""
         return self.config_dir / "hf_token"
 
     @property
@@ -44,7 +45,7 @@ class Paths:
         return self.data_dir / "library.json"
 
     def ensure(self) -> Paths:
-        for folder in (self.config_dir, self.data_dir, self.cache_dir, self.models_dir, self.log_dir):
+        for folder in (self.config_dir, self.data_dir, self.models_dir, self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -57,7 +58,6 @@ def get_paths(home: Path | str | None = None) -> Paths:
         return Paths(
             config_dir=base / "config",
             data_dir=base / "data",
-            cache_dir=base / "cache",
             models_dir=base / "models",
             log_dir=base / "logs",
         )
@@ -66,7 +66,6 @@ def get_paths(home: Path | str | None = None) -> Paths:
     return Paths(
         config_dir=Path(dirs.user_config_dir),
         data_dir=data,
-        cache_dir=Path(dirs.user_cache_dir),
         models_dir=data / "models",
         log_dir=Path(dirs.user_log_dir),
     )

@@ -3,7 +3,9 @@
 Stored as one JSON file in the config dir, written atomically. A broken file is backed
 up and replaced by defaults with a warning the app shows; a file with a few bad values (or
 one from a newer version) keeps everything else, with a warning naming what was left out.
-An out-of-range value is refused with the field's name.
+An out-of-range value is refused with the field's name. The file is parsed with the limits of
+``safejson`` (nesting depth), except that a non-finite number (``1e999``, ``NaN``) only costs its
+own setting.
 """
 
 from __future__ import annotations
@@ -11,17 +13,21 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from . import safejson
 from .errors import LlamaDeskError
+from .files import atomic_write_text
+from .limits import MIN_CONTEXT
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +39,8 @@ class SettingsError(LlamaDeskError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+    # inf and NaN pass no range check a user would expect (NaN >= 0 is false, not an error)
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, allow_inf_nan=False)
 
 
 class GenerationSettings(_Model):
@@ -122,7 +129,8 @@ class RuntimeSettings(_Model):
         title="Context length",
         description="How many tokens the model sees at once: system prompt, history and reply together. "
         "Longer remembers more of the chat but uses more memory. 0 = automatic: the model's trained "
-        "length, capped at what fits in memory and at 8192.",
+        f"length, capped at what fits in memory and at 8192. At least {MIN_CONTEXT}: llama.cpp makes "
+        "no smaller context, and a chat template with a short reply needs about that much.",
         json_schema_extra={"object_name": "contextLengthSpin", "special": {"0": "Auto"}, "step": 1024},
     )
     n_gpu_layers: int = Field(
@@ -131,7 +139,8 @@ class RuntimeSettings(_Model):
         le=1000,
         title="GPU layers",
         description="How many of the model's layers run on the GPU. More is faster while they fit in "
-        "video memory. -2 = automatic (planned for this machine), -1 = all, 0 = CPU only.",
+        "video memory. -2 = automatic (planned for this machine), -1 = all, 0 = CPU only. A number above "
+        "the model's layer count means all of them.",
         json_schema_extra={"object_name": "gpuLayersSpin", "special": {"-2": "Auto", "-1": "All"}},
     )
     n_threads: int = Field(
@@ -140,16 +149,17 @@ class RuntimeSettings(_Model):
         le=512,
         title="CPU threads",
         description="Threads used for generation on the CPU. 0 = automatic (physical cores). More than "
-        "your physical cores usually makes it slower.",
+        "your physical cores usually makes it slower; 512 is llama.cpp's limit.",
         json_schema_extra={"object_name": "threadsSpin", "special": {"0": "Auto"}},
     )
     n_batch: int = Field(
         512,
         ge=1,
-        le=65536,
+        le=8192,
         title="Batch size",
         description="Prompt tokens processed per step. Larger reads long prompts faster but needs more "
-        "memory; 512 suits most machines.",
+        "memory; 512 suits most machines. Up to 8192: the working memory grows with batch size times "
+        "context length, and speed stops improving well before that.",
         json_schema_extra={"object_name": "batchSizeSpin", "step": 64},
     )
     flash_attn: bool = Field(
@@ -170,6 +180,18 @@ class RuntimeSettings(_Model):
         description="Keeps the model in RAM so the system never swaps it out. Needs enough free memory "
         "(and sometimes permission); otherwise loading fails.",
     )
+
+    @field_validator("n_ctx")
+    @classmethod
+    def _long_enough(cls, value: int) -> int:
+        if 0 < value < MIN_CONTEXT:
+            raise PydanticCustomError(
+                "context_too_short",
+                "Context length must be Auto (0) or at least {minimum} tokens: llama.cpp makes no smaller "
+                "context, and a chat template with a short reply needs about that much.",
+                {"minimum": MIN_CONTEXT},
+            )
+        return value
 
 
 Theme = Literal["system", "light", "dark"]
@@ -333,34 +355,31 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
-    """Write a file so a crash leaves either the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _parse(raw: str) -> Any:
+    """The file's JSON, refused (``ValueError``) when it is not JSON or nested too deeply to read safely.
+
+    Unlike ``safejson.loads`` a number that is not finite (``1e999``, ``NaN``) or has more digits than
+    Python converts is kept, as inf or NaN, for validation to refuse on its own: one odd value must
+    not cost every other setting.
+    """
     try:
-        if mode is not None:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            else:  # Windows before Python 3.13; its chmod only knows read-only, the folder ACL protects it
-                os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return safejson.loads(raw)
+    except ValueError:
+        pass  # not JSON, too deep, or an odd number somewhere: reading it again tells which
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
+        data = json.loads(raw, parse_int=_whole_number)
+    except RecursionError:
+        raise safejson.JSONLimitError(f"it is nested more than {safejson.MAX_DEPTH} levels deep") from None
+    if safejson.depth(data) > safejson.MAX_DEPTH:
+        raise safejson.JSONLimitError(f"it is nested more than {safejson.MAX_DEPTH} levels deep")
+    return data
+
+
+def _whole_number(text: str) -> int | float:
     try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        return int(text)
+    except ValueError:  # more digits than int() accepts: no setting can use it
+        return math.inf
 
 
 class SettingsStore:
@@ -383,7 +402,7 @@ class SettingsStore:
         try:
             # utf-8-sig: Windows Notepad starts the files it saves with a byte-order mark.
             raw = self.path.read_bytes().decode("utf-8-sig")
-            data = json.loads(raw)
+            data = _parse(raw)
             if not isinstance(data, dict):
                 raise ValueError("the file does not hold a JSON object")
             version = data.get("schema_version")
@@ -467,16 +486,14 @@ def validated_update(model: _Model, **changes: Any) -> Any:
 
 
 def load_token(path: Path) -> str:
-    """The Hugging Face access token, or empty."""
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
+    """The access token kept in the file ``path``, or empty (kept until callers use ``SecretStore``)."""
+    from .secrets import SecretStore
+
+    return SecretStore(path.parent, use_keyring=False).get(path.name) or ""
 
 
 def save_token(path: Path, token: str) -> None:
-    """Store the access token readable by this user only."""
-    if token.strip():
-        atomic_write_text(path, token.strip() + "\n", mode=0o600)
-    else:
-        path.unlink(missing_ok=True)
+    """Keep the access token in the file ``path``, readable by this user only (see ``load_token``)."""
+    from .secrets import SecretStore
+
+    SecretStore(path.parent, use_keyring=False).set(path.name, token)

@@ -11,7 +11,9 @@ import pytest
 
 from llamadesk.paths import get_paths
 from llamadesk.settings import (
+    MIN_CONTEXT,
     GenerationSettings,
+    RuntimeSettings,
     Settings,
     SettingsError,
     SettingsStore,
@@ -121,7 +123,7 @@ def test_token_is_private(tmp_path: Path) -> None:
 
 def test_home_puts_every_folder_under_one_dir(tmp_path: Path) -> None:
     paths = get_paths(tmp_path).ensure()
-    for folder in (paths.config_dir, paths.data_dir, paths.cache_dir, paths.models_dir, paths.log_dir):
+    for folder in (paths.config_dir, paths.data_dir, paths.models_dir, paths.log_dir):
         assert folder.is_dir() and tmp_path in folder.parents
 
 
@@ -202,3 +204,105 @@ def test_newer_schema_keeps_the_settings_this_version_knows(tmp_path: Path) -> N
     backups = list(tmp_path.glob("settings.json.broken-*"))
     assert len(backups) == 1 and backups[0].read_text() == original
     assert backups[0].name in store.warning
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        nested(100_000),  # the parser itself would run out of stack
+        '{"schema_version": 2, "generation": {"temperature": ' + nested(600) + "}}",  # in a refused value
+        '{"schema_version": 2, "app": {"theme": "dark"}, "plugins": '
+        + nested(100)
+        + "}",  # in an unknown key
+    ],
+)
+def test_deeply_nested_file_is_backed_up_and_defaults_used(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(content)
+    store = SettingsStore(path)
+    assert store.load() == Settings()
+    assert store.warning is not None and "nested more than" in store.warning
+    assert "defaults are in use" in store.warning
+    backups = list(tmp_path.glob("settings.json.broken-*"))
+    assert len(backups) == 1 and backups[0].read_text() == content
+
+
+@pytest.mark.parametrize(
+    ("bad", "refused"),
+    [
+        ('"generation": {"temperature": 1e999, "top_k": 12}', "generation.temperature"),
+        ('"generation": {"min_p": NaN, "top_k": 12}', "generation.min_p"),
+        ('"generation": {"seed": -Infinity, "top_k": 12}', "generation.seed"),
+        ('"generation": {"max_tokens": ' + "9" * 5000 + ', "top_k": 12}', "generation.max_tokens"),
+        (
+            '"generation": {"top_k": 12}, "presets": {"m.gguf": {"generation": {"top_p": NaN}}}',
+            "presets.m.gguf",
+        ),
+    ],
+)
+def test_a_number_that_is_not_finite_costs_only_that_value(tmp_path: Path, bad: str, refused: str) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text('{"schema_version": 2, "app": {"theme": "dark"}, ' + bad + "}")
+    store = SettingsStore(path)
+    settings = store.load()
+    assert store.warning is not None and refused in store.warning and "others were kept" in store.warning
+    assert "finite number" in store.warning
+    assert settings.app.theme == "dark" and settings.generation.top_k == 12
+    again = SettingsStore(path)
+    assert again.load() == settings and again.warning is None  # what was kept is saved as plain JSON
+
+
+def test_non_finite_values_are_refused_by_name() -> None:
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(SettingsError, match="temperature: Input should be a finite number"):
+            validated_update(GenerationSettings(), temperature=value)
+    with pytest.raises(ValueError, match="finite"):
+        GenerationSettings().top_p = float("nan")
+
+
+def test_context_length_has_a_floor_but_auto_stays() -> None:
+    assert MIN_CONTEXT == 256
+    assert validated_update(RuntimeSettings(), n_ctx=0).n_ctx == 0
+    assert validated_update(RuntimeSettings(), n_ctx=MIN_CONTEXT).n_ctx == MIN_CONTEXT
+    for too_short in (1, 16, MIN_CONTEXT - 1):
+        with pytest.raises(
+            SettingsError, match=r"n_ctx: Context length must be Auto \(0\) or at least 256 tokens"
+        ):
+            validated_update(RuntimeSettings(), n_ctx=too_short)
+    description = RuntimeSettings.model_fields["n_ctx"].description or ""
+    assert f"At least {MIN_CONTEXT}" in description  # shown in Preferences next to the field
+
+
+def test_a_too_short_context_in_the_file_costs_only_that_value(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"schema_version": 2, "runtime": {"n_ctx": 16, "n_batch": 256}}))
+    store = SettingsStore(path)
+    settings = store.load()
+    assert store.warning is not None and "runtime.n_ctx" in store.warning and "256" in store.warning
+    assert settings.runtime.n_ctx == 0 and settings.runtime.n_batch == 256
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value"),
+    [
+        (GenerationSettings, "seed", 2**31),
+        (GenerationSettings, "seed", -2),
+        (GenerationSettings, "max_tokens", 131073),
+        (RuntimeSettings, "n_batch", 0),
+        (RuntimeSettings, "n_batch", 8193),
+        (RuntimeSettings, "n_threads", 513),
+        (RuntimeSettings, "n_threads", -1),
+        (RuntimeSettings, "n_gpu_layers", 1001),
+        (RuntimeSettings, "n_gpu_layers", -3),
+        (RuntimeSettings, "n_ctx", 1_048_577),
+    ],
+)
+def test_absurd_numbers_are_refused_by_name(
+    model: type[GenerationSettings | RuntimeSettings], field: str, value: int
+) -> None:
+    with pytest.raises(SettingsError, match=field):
+        validated_update(model(), **{field: value})
