@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from llamadesk.engine import Engine, EngineError, ModelFileError, StopReason
-from llamadesk.settings import GenerationSettings, RuntimeSettings
+from llamadesk.engine import Engine, EngineError, ModelFileError, StopReason, detect_hardware
+from llamadesk.settings import MIN_CONTEXT, GenerationSettings, RuntimeSettings
 
 pytestmark = pytest.mark.model
 
@@ -34,7 +33,11 @@ def engine(starter_model: Path) -> Iterator[Engine]:
 def test_loaded_facts(engine: Engine) -> None:
     assert engine.is_loaded
     assert engine.n_ctx == 2048
-    assert engine.backend == "CPU" and engine.n_gpu_layers == 0
+    hardware = detect_hardware()
+    if hardware.gpu_offload:  # a CUDA or Metal build: the tiny model goes on the GPU
+        assert engine.backend == hardware.backend != "CPU" and engine.n_gpu_layers > 0
+    else:
+        assert engine.backend == "CPU" and engine.n_gpu_layers == 0
     assert engine.info is not None and engine.info.architecture == "llama"
 
 
@@ -91,30 +94,41 @@ def test_user_stop_within_one_token(engine: Engine) -> None:
     assert pieces <= 11
 
 
-def test_stop_during_long_prompt_evaluation(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+def test_stop_during_long_prompt_evaluation(
+    engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The abort callback interrupts prompt processing, not just token sampling."""
+    import llama_cpp.llama_cpp as low
+
     caplog.set_level(logging.DEBUG, logger="llama.cpp")
     long_prompt = chatml(("user", "word " * 1500))
+    assert len(engine.tokenize(long_prompt)) > 2 * 512  # read in several batches
     stop = threading.Event()
-    timer = threading.Timer(0.05, stop.set)
-    timer.start()
-    try:
-        gen = engine.generate(long_prompt, GenerationSettings(max_tokens=50), stop_event=stop)
-        started = time.perf_counter()
-        text = "".join(gen)
-        elapsed = time.perf_counter() - started
-    finally:
-        timer.cancel()
+    real_decode = low.llama_decode
+    batches = 0
+
+    def decode_then_stop(ctx: object, batch: object) -> int:
+        nonlocal batches
+        batches += 1
+        result = int(real_decode(ctx, batch))
+        if batches == 1:  # the first batch of the prompt is read: the user presses Stop
+            stop.set()
+        return result
+
+    monkeypatch.setattr(low, "llama_decode", decode_then_stop)
+    gen = engine.generate(long_prompt, GenerationSettings(max_tokens=50), stop_event=stop)
+    text = "".join(gen)
+    monkeypatch.setattr(low, "llama_decode", real_decode)
     assert gen.stats is not None
     assert gen.stats.stop_reason is StopReason.USER
     assert gen.stats.completion_tokens == 0 and text == ""
+    assert batches == 2  # the second batch was aborted; the rest of the prompt was never read
     # llama.cpp's complaints about the aborted decode are the stop working: not shown as errors
     aborted = [r for r in caplog.records if "failed" in r.getMessage()]
     assert aborted and all(r.levelno == logging.DEBUG for r in aborted)
     # the next generation still works after an aborted evaluation
     again = engine.generate(chatml(("user", "Hi")), GenerationSettings(max_tokens=5, seed=1))
     assert "".join(again) and again.stats is not None and again.stats.error is None
-    del elapsed
 
 
 def test_prefix_reuse_on_second_turn(engine: Engine) -> None:
@@ -142,7 +156,7 @@ def test_prompt_longer_than_context_is_a_clear_error(engine: Engine) -> None:
 
 def test_context_full_stops_generation(starter_model: Path) -> None:
     eng = Engine()
-    eng.load(starter_model, RuntimeSettings(n_ctx=64, n_threads=2))
+    eng.load(starter_model, RuntimeSettings(n_ctx=MIN_CONTEXT, n_threads=2))
     try:
         prompt = chatml(("user", "Write a long poem."))
         gen = eng.generate(prompt, GenerationSettings(max_tokens=500, seed=5, temperature=1.0, min_p=0.0))

@@ -170,12 +170,16 @@ class Engine:
         module = runtime.llama_cpp()
         runtime.clear_recent()
         cancelled = False
+        callback_error: BaseException | None = None
 
         def on_progress(value: float) -> bool:
-            nonlocal cancelled
+            nonlocal cancelled, callback_error
             if progress is None:
                 return True
-            keep_going = progress(value)
+            try:
+                keep_going = bool(progress(value))
+            except BaseException as exc:  # llama.cpp would swallow it and blame the file
+                callback_error, keep_going = exc, False
             cancelled = not keep_going
             return keep_going
 
@@ -198,6 +202,8 @@ class Engine:
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
+            if callback_error is not None:
+                raise callback_error from exc
             if cancelled:
                 raise EngineError("Loading was cancelled.") from exc
             detail = "; ".join(runtime.recent_errors()[-3:])
@@ -206,10 +212,14 @@ class Engine:
                 f"llama.cpp could not load {info.path.name} ({info.architecture}, {info.file_type}).{reason} "
                 "The file may be damaged, or made for a newer llama.cpp than this build."
             ) from exc
+        if callback_error is not None:  # the load went through, but whoever watched it failed
+            llm.close()
+            raise callback_error
         self._llm = llm
         self.info = info
         self.plan = plan
-        self.n_ctx = int(llm.n_ctx())
+        # llama.cpp rounds the context up (to 256); llama-cpp-python's token buffer keeps the size asked for.
+        self.n_ctx = min(int(llm.n_ctx()), len(llm.input_ids))
         self.n_gpu_layers = n_gpu_layers
         self.backend = hw.backend if n_gpu_layers else "CPU"
         # What loading took from the RAM the system counts as available (weights not on the GPU,
@@ -254,9 +264,6 @@ class Engine:
 
     def detokenize(self, tokens: list[int]) -> str:
         return bytes(self._require().detokenize(tokens)).decode("utf-8", errors="replace")
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
 
     def generate(
         self,
@@ -366,10 +373,13 @@ class Engine:
         except GeneratorExit:
             reason = StopReason.USER
             raise
-        except RuntimeError as exc:
-            if stop_event.is_set():
+        except (RuntimeError, ValueError, IndexError) as exc:
+            # llama-cpp-python raises RuntimeError from llama_decode and NumPy errors when its
+            # buffers don't fit (a tiny context): the reply ends as failed, never as complete.
+            if stop_event.is_set() and isinstance(exc, RuntimeError):
                 reason = StopReason.USER
             else:
+                log.debug("generation failed", exc_info=True)
                 reason, error = StopReason.ERROR, f"llama.cpp failed while generating: {exc}"
         finally:
             with contextlib.suppress(Exception):

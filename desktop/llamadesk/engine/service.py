@@ -1,0 +1,336 @@
+"""The inference service: the one owner of the loaded model, shared by every front end.
+
+One thread runs the requests (load, chat, unload) one at a time, in the order they were
+submitted, so the window, the CLI and later an HTTP server can all submit work without ever
+touching the ``Llama`` object themselves. Each request is a :class:`Job`: stopping one job
+(its own stop event) never touches another's. Callbacks (``on_progress``, ``on_fit``,
+``on_text``, done callbacks) run on the service thread; front ends hand them on to their own
+thread (the GUI through queued signals, the CLI through a queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..chat.context import ContextError, ContextFit, fit_context
+from ..chat.prompt import reply_reserve
+from ..chat.templates import ChatFormat, chat_format_for
+from ..errors import LlamaDeskError
+from ..settings import GenerationSettings, RuntimeSettings
+from .engine import Engine, GenerationStats
+from .gguf_info import GGUFInfo
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChatResult", "InferenceService", "Job", "JobError", "LoadedModel"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model the service has loaded, as front ends show it."""
+
+    path: Path
+    info: GGUFInfo
+    n_ctx: int
+    n_gpu_layers: int
+    backend: str
+    chat_format: ChatFormat
+    ram_used: int = 0  # bytes of available RAM that loading took (given back when switching)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A finished reply: the prompt it answered, its text and what it cost."""
+
+    fit: ContextFit
+    text: str
+    stats: GenerationStats
+
+
+class JobError(LlamaDeskError):
+    """Why a job ended without a result. ``kind``: "failed", "too_long" (nothing generated:
+    the newest message does not fit) or "cancelled" (stopped before it started or while loading)."""
+
+    def __init__(self, message: str, kind: str = "failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Job:
+    """One request: stop it, wait for it, or be called back when it ends.
+
+    ``result`` is set on success (a :class:`LoadedModel` for a load, a :class:`ChatResult` for a
+    chat, None for an unload), ``error`` otherwise.
+    """
+
+    def __init__(self, kind: str, client: str) -> None:
+        self.kind = kind
+        self.client = client
+        self.result: Any = None
+        self.error: JobError | None = None
+        self.stop_event = threading.Event()
+        self._done = threading.Event()
+        self._callbacks: list[Callable[[Job], None]] = []
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Stop this job: a reply ends within a token, a load is cancelled, a queued job never runs."""
+        self.stop_event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_event.is_set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ended (True) or ``timeout`` seconds passed (False)."""
+        return self._done.wait(timeout)
+
+    def add_done_callback(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` when the job ends (at once if it already has)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+        _call(callback, self)
+
+    def _finish(self, result: Any = None, error: JobError | None = None) -> None:
+        with self._lock:
+            self.result, self.error = result, error
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _call(callback, self)
+
+
+def _call(callback: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return callback(*args)
+    except Exception:  # a front end's bug must not take the service thread down
+        log.exception("a callback of the inference service failed")
+        return None
+
+
+class InferenceService:
+    """Owns one :class:`Engine` on its own thread and runs submitted jobs one at a time."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or Engine()
+        self._queue: queue.Queue[tuple[Job, Callable[[Job], Any]] | None] = queue.Queue()
+        self._format: ChatFormat | None = None
+        self._loaded: LoadedModel | None = None
+        self._current: Job | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="llamadesk-inference", daemon=True)
+        self._thread.start()
+
+    # -- what front ends read
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model loaded now (None while nothing is)."""
+        return self._loaded
+
+    @property
+    def current(self) -> Job | None:
+        """The job running now, if any."""
+        return self._current
+
+    # -- submitting work
+
+    def load(
+        self,
+        path: str | Path,
+        runtime: RuntimeSettings,
+        *,
+        template_override: str | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        client: str = "",
+    ) -> Job:
+        """Load ``path`` (replacing the current model); ``job.stop()`` cancels the load."""
+        job = Job("load", client)
+        return self._submit(job, lambda j: self._load(j, Path(path), runtime, template_override, on_progress))
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        settings: GenerationSettings,
+        *,
+        on_fit: Callable[[ContextFit], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        client: str = "",
+    ) -> Job:
+        """Reply to ``messages`` (ending with the user's turn), streaming pieces to ``on_text``.
+
+        The conversation is fitted into the context first (``on_fit`` tells which messages were
+        left out); ``job.stop()`` ends the reply within a token, keeping what was written.
+        """
+        job = Job("chat", client)
+        copied = [dict(m) for m in messages]
+        return self._submit(job, lambda j: self._chat(j, copied, settings, on_fit, on_text))
+
+    def unload(self, *, client: str = "") -> Job:
+        """Free the model."""
+        return self._submit(Job("unload", client), self._unload)
+
+    def stop_all(self, client: str | None = None) -> None:
+        """Stop the running job and every queued one (of ``client`` only, when given)."""
+        with self._lock:
+            pending = [item[0] for item in list(self._queue.queue) if item is not None]
+            current = self._current
+        for job in [*pending, *([current] if current else [])]:
+            if client is None or job.client == client:
+                job.stop()
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Stop everything, free the model on the service thread and end it; True if it ended in time."""
+        with self._lock:
+            if self._closed:
+                return not self._thread.is_alive()
+            self._closed = True
+        self.stop_all()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the inference thread did not stop within %.1f s", timeout)
+            return False
+        return True
+
+    def _submit(self, job: Job, run: Callable[[Job], Any]) -> Job:
+        with self._lock:
+            if self._closed:
+                job._finish(error=JobError("LlamaDesk is closing.", "cancelled"))
+                return job
+            self._queue.put((job, run))
+        return job
+
+    # -- the service thread
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            job, run = item
+            if job.stopped:
+                job._finish(error=JobError("Cancelled before it started.", "cancelled"))
+                continue
+            self._current = job
+            try:
+                result = run(job)
+            except JobError as exc:
+                job._finish(error=exc)
+            except LlamaDeskError as exc:
+                job._finish(error=JobError(str(exc)))
+            except Exception as exc:  # a bug or an unexpected llama.cpp failure: a message, never a crash
+                log.exception("%s job failed", job.kind)
+                job._finish(error=JobError(f"{job.kind.capitalize()} failed unexpectedly: {exc}"))
+            else:
+                job._finish(result)
+            finally:
+                self._current = None
+        try:
+            self._free()
+        except Exception:
+            log.exception("freeing the model failed")
+        # Jobs submitted while closing never run; their owners still hear that they ended.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0]._finish(error=JobError("LlamaDesk is closing.", "cancelled"))
+
+    def _unload(self, _job: Job) -> None:
+        self._free()
+
+    def _free(self) -> None:
+        self.engine.unload()
+        self._format = None
+        self._loaded = None
+
+    def _load(
+        self,
+        job: Job,
+        path: Path,
+        runtime: RuntimeSettings,
+        template_override: str | None,
+        on_progress: Callable[[float], None] | None,
+    ) -> LoadedModel:
+        last = -1.0
+
+        def progress(value: float) -> bool:
+            nonlocal last
+            if on_progress is not None and (value - last >= 0.01 or value >= 1.0):
+                last = value
+                on_progress(value)
+            return not job.stopped
+
+        self._free()
+        try:
+            self.engine.load(path, runtime, progress=progress)
+            info = self.engine.info
+            assert info is not None
+            fmt = chat_format_for(
+                info.chat_template, info.bos_token, info.eos_token, override=template_override or None
+            )
+        except BaseException as exc:
+            self._free()
+            if job.stopped and isinstance(exc, LlamaDeskError):
+                raise JobError("Loading was cancelled.", "cancelled") from exc
+            raise
+        self._format = fmt
+        self._loaded = LoadedModel(
+            path=path,
+            info=info,
+            n_ctx=self.engine.n_ctx,
+            n_gpu_layers=self.engine.n_gpu_layers,
+            backend=self.engine.backend,
+            chat_format=fmt,
+            ram_used=self.engine.ram_used,
+        )
+        return self._loaded
+
+    def _chat(
+        self,
+        job: Job,
+        messages: list[dict[str, Any]],
+        settings: GenerationSettings,
+        on_fit: Callable[[ContextFit], None] | None,
+        on_text: Callable[[str], None] | None,
+    ) -> ChatResult:
+        fmt = self._format
+        if not self.engine.is_loaded or fmt is None:
+            raise JobError("No model is loaded. Choose a model first.")
+        n_ctx = self.engine.n_ctx
+        reserve = reply_reserve(n_ctx, settings.max_tokens)
+        try:
+            fit = fit_context(
+                fmt, messages, self.engine.tokenize, n_ctx - reserve, n_ctx=n_ctx, max_tokens=reserve
+            )
+        except ContextError as exc:
+            raise JobError(str(exc), "too_long") from exc
+        if on_fit is not None:
+            _call(on_fit, fit)
+        generation = self.engine.generate(
+            fit.prompt_tokens, settings, stop_event=job.stop_event, extra_stop=fmt.stop_strings
+        )
+        for piece in generation:
+            if on_text is not None:
+                try:
+                    on_text(piece)
+                except Exception:  # the reader went away (a closed pipe, say): stop, keep what was written
+                    log.exception("the reply's reader failed; stopping the reply")
+                    job.stop()
+        assert generation.stats is not None
+        return ChatResult(fit=fit, text=generation.text, stats=generation.stats)
