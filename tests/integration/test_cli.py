@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from llamadesk.engine import detect_hardware, inspect_gguf, plan_fit
 
 
 def run(
@@ -33,14 +36,17 @@ def test_inspect_json(starter_model: Path, llamadesk_home: Path) -> None:
     assert data["architecture"] == "llama" and data["quantization"] == "Q4_1"
     assert data["context_length"] == 8192 and data["chat_template"] is True
     assert data["fit"]["verdict"] in {"cpu", "gpu", "hybrid"}
-    assert data["hardware"]["backend"] == "CPU"
+    hardware = detect_hardware()  # this build's backend: CPU here, CUDA or Metal on those builds
+    assert data["hardware"]["backend"] == hardware.backend
+    assert data["hardware"]["gpu_offload"] is hardware.gpu_offload
 
 
 def test_inspect_text(starter_model: Path, llamadesk_home: Path) -> None:
     result = run("inspect", str(starter_model), home=llamadesk_home)
     assert result.returncode == 0
     assert "Quantization" in result.stdout and "Q4_1" in result.stdout
-    assert "Fits in RAM" in result.stdout
+    label = plan_fit(inspect_gguf(starter_model), detect_hardware()).label  # "Fits in RAM" on a CPU build
+    assert re.search(rf"^Fit +{re.escape(label)}: ", result.stdout, re.MULTILINE)
 
 
 @pytest.mark.model
@@ -158,6 +164,9 @@ def test_self_test_passes_and_fails_clearly(llamadesk_home: Path, tmp_path: Path
     ok = run("--self-test", home=llamadesk_home)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "[ok] model loads and generates" in ok.stdout and "self-test passed" in ok.stdout
+    log_line = next(line for line in ok.stdout.splitlines() if line.startswith("Log file: "))
+    log_path = Path(log_line.removeprefix("Log file: ").split(" (")[0])
+    assert log_path.is_file() and log_path.is_relative_to(llamadesk_home)  # a bug report can carry it
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     failed = run("--self-test", str(bad), home=llamadesk_home)

@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from pathlib import Path
 
 import pytest
 
-from llamadesk.chat.cli import add_conversation_commands
 from llamadesk.chat.store import ConversationStore
+from llamadesk.cli import main
 from llamadesk.paths import Paths
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="llamadesk")
-    add_conversation_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["conversations", *argv])
-    result = args.func(args)
-    assert isinstance(result, int)
-    return result
+    return main(["conversations", *argv])
 
 
 @pytest.fixture
 def seeded(paths: Paths) -> dict[str, int]:
     with ConversationStore(paths.database_file) as store:
         bread = store.create_conversation(model="tiny.gguf", system_prompt="Be brief.")
-        question = store.add_message(bread.id, "user", "How do I bake sourdough bread?")
-        store.add_message(bread.id, "assistant", "Feed the starter first.")
+        question = store.add_message(bread.id, "user", "How do I bake sourdough bread?", parent_id=None)
+        store.add_message(bread.id, "assistant", "Feed the starter first.", parent_id=question.id)
         store.add_message(bread.id, "assistant", "Mix flour and water.", parent_id=question.id)
         other = store.create_conversation()
-        store.add_message(other.id, "user", "Plan a trip to Lisbon")
+        store.add_message(other.id, "user", "Plan a trip to Lisbon", parent_id=None)
         store.set_pinned(other.id, True)
         return {"bread": bread.id, "other": other.id}
 
@@ -154,6 +148,6 @@ def test_damaged_database_is_reported_and_set_aside(paths: Paths, capsys: pytest
     paths.database_file.write_bytes(b"\x00garbage" * 1000)
     assert run("list") == 0
     captured = capsys.readouterr()
-    assert captured.err.startswith("warning: Your conversation database could not be read")
+    assert captured.err.startswith("llamadesk: warning: Your conversation database could not be read")
     assert "conversations.sqlite3.corrupt-" in captured.err
     assert captured.out == "No conversations yet.\n"

@@ -1,0 +1,230 @@
+"""Headless commands: inspect a model, chat in the terminal, manage conversations and models.
+
+The parser is declared here in one place and costs almost nothing to build: each command's
+module (and whatever it needs: llama.cpp, SQLite, huggingface_hub) is imported only when that
+command runs. Errors print one line on stderr and exit with status 2; there are no tracebacks
+for things a user can cause. Ctrl+C exits with status 130 (a reply cut short is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import LlamaDeskError
+from ..limits import MIN_CONTEXT
+from .common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    CliError,
+    Parser,
+    bounded_int,
+    conversation_id,
+    fail,
+    limit,
+    text_arg,
+)
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "CliError", "build_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+_TOKENS = bounded_int(1, 1_000_000, "a token count")
+_CONTEXT = bounded_int(0, 1_048_576, "a context length")
+_LAYERS = bounded_int(-2, 100_000, "a GPU layer count")
+_SEED = bounded_int(-1, 2**31 - 1, "a seed")
+_TOP_K = bounded_int(0, 1_000_000, "top-k")
+
+
+def _handler(parser: argparse.ArgumentParser, target: str) -> None:
+    """Run ``target`` ("module:function" in this package) for this (sub)command."""
+    parser.set_defaults(handler=target)
+
+
+def _chat_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chat", help="send one message and stream the reply")
+    p.add_argument("-m", "--model", default="starter", help="a .gguf path or a library model name")
+    p.add_argument("--system", type=text_arg, help="system prompt")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=_TOP_K)
+    p.add_argument("--min-p", type=float)
+    p.add_argument("--repeat-penalty", type=float)
+    p.add_argument("--max-tokens", type=_TOKENS)
+    p.add_argument("--seed", type=_SEED)
+    p.add_argument(
+        "--ctx", type=_CONTEXT, help=f"context length in tokens (0 = automatic, else at least {MIN_CONTEXT})"
+    )
+    p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the reply and its stats")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--conversation", type=conversation_id, metavar="ID", help="continue a stored conversation"
+    )
+    group.add_argument("--new", action="store_true", help="start and store a new conversation")
+    p.add_argument(
+        "prompt", nargs="?", type=text_arg, help="your message; '-' or none reads it from stdin (e.g. a pipe)"
+    )
+    _handler(p, "chat:cmd_chat")
+
+
+def _conversation_parsers(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("conversations", help="list, show, export, search and import conversations")
+    commands = parser.add_subparsers(dest="conversations_command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("list", help="list conversations, pinned first, then the most recent")
+    p.add_argument("--limit", type=limit, default=None, help="show at most this many")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "conversations:list_command")
+
+    p = commands.add_parser("show", help="print the shown branch of a conversation")
+    p.add_argument("id", type=conversation_id, help="conversation id (see `conversations list`)")
+    p.add_argument("--json", action="store_true", help="print the full JSON export")
+    _handler(p, "conversations:show_command")
+
+    p = commands.add_parser("export", help="export a conversation as Markdown or JSON")
+    p.add_argument("id", type=conversation_id, help="conversation id")
+    p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout ('-' is stdout)")
+    _handler(p, "conversations:export_command")
+
+    p = commands.add_parser("search", help="full-text search in titles and messages")
+    p.add_argument("query", type=text_arg, help="words to find; the last one may be the start of a word")
+    p.add_argument("--limit", type=limit, default=50, help="show at most this many hits (default 50)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "conversations:search_command")
+
+    p = commands.add_parser("import", help="import a conversation from a JSON export ('-' reads stdin)")
+    p.add_argument("file", help="a file written by `conversations export --format json`")
+    p.add_argument("--json", action="store_true", help="print the new conversation as JSON")
+    _handler(p, "conversations:import_command")
+
+
+def _hub_parsers(sub: argparse._SubParsersAction) -> None:
+    hub = sub.add_parser("hub", help="search and download GGUF models from the Hugging Face Hub")
+    hub_sub = hub.add_subparsers(dest="hub_command", metavar="COMMAND")
+    hub.set_defaults(usage=hub)
+
+    p = hub_sub.add_parser("search", help="find GGUF models")
+    p.add_argument("query", nargs="?", default="", type=text_arg, help="words in the model's name")
+    p.add_argument("--limit", type=bounded_int(1, 1000, "a limit"), default=20, help="how many (default 20)")
+    p.add_argument("--sort", choices=("downloads", "likes", "trending", "recent"), default="downloads")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "hub:cmd_hub_search")
+
+    p = hub_sub.add_parser("files", help="list a repository's GGUF files, sizes and whether they fit")
+    p.add_argument("repo", type=text_arg, help="owner/name")
+    p.add_argument("--revision", default="main", type=text_arg)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "hub:cmd_hub_files")
+
+    p = hub_sub.add_parser(
+        "download", help="download a model file (run it again to resume an interrupted download)"
+    )
+    p.add_argument("repo", type=text_arg, help="owner/name")
+    p.add_argument("file", type=text_arg, help="file path in the repo, or a quantization such as Q4_K_M")
+    p.add_argument("--revision", default="main", type=text_arg)
+    p.add_argument("--to", metavar="DIR", help="folder to save into (default: the models folder)")
+    _handler(p, "hub:cmd_hub_download")
+
+
+def _model_parsers(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="list, import and remove local models")
+    models_sub = models.add_subparsers(dest="models_command", metavar="COMMAND")
+    models.set_defaults(usage=models)
+
+    p = models_sub.add_parser("list", help="every model on this machine")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "models:cmd_models_list")
+
+    p = models_sub.add_parser("import", help="add a GGUF file from elsewhere")
+    p.add_argument("path", help="the .gguf file (the first part of a split model)")
+    p.add_argument("--copy", action="store_true", help="copy it into the models folder")
+    _handler(p, "models:cmd_models_import")
+
+    p = models_sub.add_parser("remove", help="delete a downloaded model or forget an imported one")
+    p.add_argument("name", type=text_arg, help="name, key or path (see `models list`)")
+    _handler(p, "models:cmd_models_remove")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option; imports nothing a command needs."""
+    parser = Parser(prog="llamadesk", description="Chat with local GGUF models, offline.")
+    parser.add_argument("--version", action="store_true", help="print versions and the compiled GPU backend")
+    parser.add_argument(
+        "--self-test",
+        nargs="?",
+        const="starter",
+        metavar="MODEL",
+        help="load the starter model (or MODEL), generate a few tokens, check folders; exit 0 or 1",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log details on stderr (llama.cpp's too)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = sub.add_parser("inspect", help="show a GGUF model's facts and whether it fits this machine")
+    p.add_argument("path", help="a .gguf file or a model name from the library")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "model_info:cmd_inspect")
+
+    _chat_parser(sub)
+    _conversation_parsers(sub)
+    _hub_parsers(sub)
+    _model_parsers(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    from ..logs import setup_logging
+    from ..paths import get_paths
+
+    setup_logging(get_paths().log_dir, verbose=verbose)  # an unwritable folder: stderr only
+    if not verbose:
+        logging.getLogger("llama.cpp").setLevel(logging.CRITICAL)
+
+
+def _resolve(target: str) -> object:
+    module_name, _, function = target.partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module_name}"), function)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status."""
+    for stream in (sys.stdout, sys.stderr):  # text that can't be encoded is escaped, never a crash
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    _setup_logging(args.verbose)
+    try:
+        if args.version:
+            from .selftest import version_text
+
+            print(version_text())
+            return 0
+        if args.self_test:
+            from .selftest import self_test
+
+            return self_test(args.self_test)
+        target = getattr(args, "handler", None)
+        if target is None:
+            (getattr(args, "usage", None) or parser).print_help(sys.stderr)
+            return EXIT_ERROR
+        try:
+            handler = _resolve(target)
+        except ImportError as exc:  # a broken installation: say which command and why
+            log.exception("the %s command could not start", args.command)
+            return fail(f"the {args.command} command could not start: {exc} (reinstall LlamaDesk)")
+        return int(handler(args))  # type: ignore[operator]
+    except LlamaDeskError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
