@@ -48,8 +48,13 @@ def build(store: ConversationStore, conversations: int, rng: random.Random) -> l
             for _ in range(start, min(start + 1000, conversations)):
                 conversation = store.create_conversation(model="bench.gguf")
                 first = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14))).capitalize()
-                store.add_message(conversation.id, "user", first + "?")
-                store.add_message(conversation.id, "assistant", "An answer about " + rng.choice(WORDS) + ".")
+                question = store.add_message(conversation.id, "user", first + "?", parent_id=None)
+                store.add_message(
+                    conversation.id,
+                    "assistant",
+                    "An answer about " + rng.choice(WORDS) + ".",
+                    parent_id=question.id,
+                )
                 ids.append(conversation.id)
     return ids
 

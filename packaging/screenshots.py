@@ -96,12 +96,14 @@ def main() -> int:
         store = ConversationStore(paths.database_file)
         for title in ("Trip ideas for the Alps", "Explain recursion simply", "Sourdough starter schedule"):
             older = store.create_conversation(title=title)
-            store.add_message(older.id, "user", title)
+            store.add_message(older.id, "user", title, parent_id=None)
         example = store.create_conversation(
             title="Example: reversing a list in Python", system_prompt="You are a helpful assistant."
         )
-        store.add_message(example.id, "user", EXAMPLE_QUESTION)
-        store.add_message(example.id, "assistant", EXAMPLE_ANSWER, model="Example (prepared answer)")
+        question = store.add_message(example.id, "user", EXAMPLE_QUESTION, parent_id=None)
+        store.add_message(
+            example.id, "assistant", EXAMPLE_ANSWER, parent_id=question.id, model="Example (prepared answer)"
+        )
         store.close()
 
         app = QApplication.instance() or QApplication(sys.argv)

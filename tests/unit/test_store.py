@@ -41,8 +41,10 @@ def raw(path: Path) -> closing[sqlite3.Connection]:
 
 def chat(store: ConversationStore, *turns: str) -> Conversation:
     conversation = store.create_conversation(model="tiny.gguf")
+    parent: int | None = None
     for index, text in enumerate(turns):
-        store.add_message(conversation.id, "user" if index % 2 == 0 else "assistant", text)
+        role = "user" if index % 2 == 0 else "assistant"
+        parent = store.add_message(conversation.id, role, text, parent_id=parent).id
     return store.get_conversation(conversation.id)
 
 
@@ -78,10 +80,12 @@ def test_create_and_get_keeps_metadata(store: ConversationStore) -> None:
 
 def test_title_comes_from_first_user_message(store: ConversationStore) -> None:
     conversation = store.create_conversation()
-    store.add_message(conversation.id, "user", "\n  How do   I bake bread?  \nWith details please.")
+    question = store.add_message(
+        conversation.id, "user", "\n  How do   I bake bread?  \nWith details please.", parent_id=None
+    )
     assert store.get_conversation(conversation.id).title == "How do I bake bread?"
-    store.add_message(conversation.id, "assistant", "Flour, water, salt.")
-    store.add_message(conversation.id, "user", "And sourdough?")
+    answer = store.add_message(conversation.id, "assistant", "Flour, water, salt.", parent_id=question.id)
+    store.add_message(conversation.id, "user", "And sourdough?", parent_id=answer.id)
     assert store.get_conversation(conversation.id).title == "How do I bake bread?"
 
 
@@ -99,13 +103,13 @@ def test_long_title_is_trimmed_at_a_word() -> None:
 def test_rename_wins_over_automatic_title_and_empty_name_restores_it(store: ConversationStore) -> None:
     conversation = store.create_conversation()
     store.rename_conversation(conversation.id, "  My   recipes ")
-    store.add_message(conversation.id, "user", "How do I bake bread?")
+    store.add_message(conversation.id, "user", "How do I bake bread?", parent_id=None)
     assert store.get_conversation(conversation.id).title == "My recipes"
     restored = store.rename_conversation(conversation.id, "")
     assert restored.title == "How do I bake bread?"
     assert not restored.title_is_custom
     given = store.create_conversation(title="Named at birth")
-    store.add_message(given.id, "user", "hello")
+    store.add_message(given.id, "user", "hello", parent_id=None)
     assert store.get_conversation(given.id).title == "Named at birth"
 
 
@@ -113,7 +117,7 @@ def test_list_puts_pinned_first_then_most_recent(store: ConversationStore) -> No
     first = chat(store, "first")
     second = chat(store, "second")
     third = chat(store, "third")
-    store.add_message(first.id, "assistant", "activity moves it to the top")
+    store.add_message(first.id, "assistant", "activity moves it to the top", parent_id=first.active_leaf_id)
     assert [c.id for c in store.list_conversations()] == [first.id, third.id, second.id]
     store.set_pinned(second.id, True)
     listed = store.list_conversations()
@@ -167,7 +171,7 @@ def test_unknown_ids_raise_store_error(store: ConversationStore) -> None:
     calls = [
         lambda: store.get_conversation(999),
         lambda: store.active_path(999),
-        lambda: store.add_message(999, "user", "x"),
+        lambda: store.add_message(999, "user", "x", parent_id=None),
         lambda: store.rename_conversation(999, "x"),
         lambda: store.set_pinned(999, True),
         lambda: store.update_conversation(999, model="m"),
@@ -199,10 +203,10 @@ def test_closed_store_raises_store_error(db_path: Path) -> None:
 
 def test_regenerate_and_switch_branch(store: ConversationStore) -> None:
     conversation = store.create_conversation()
-    question = store.add_message(conversation.id, "user", "Tell me a joke")
-    first = store.add_message(conversation.id, "assistant", "Joke one")
-    follow_up = store.add_message(conversation.id, "user", "Another")
-    store.add_message(conversation.id, "assistant", "Joke one, part two")
+    question = store.add_message(conversation.id, "user", "Tell me a joke", parent_id=None)
+    first = store.add_message(conversation.id, "assistant", "Joke one", parent_id=question.id)
+    follow_up = store.add_message(conversation.id, "user", "Another", parent_id=first.id)
+    store.add_message(conversation.id, "assistant", "Joke one, part two", parent_id=follow_up.id)
     # regenerate the first answer: a sibling with the same parent, now shown
     second = store.add_message(conversation.id, "assistant", "Joke two", parent_id=question.id)
     third = store.add_message(conversation.id, "assistant", "Joke three", parent_id=question.id)
@@ -226,8 +230,8 @@ def test_regenerate_and_switch_branch(store: ConversationStore) -> None:
 
 def test_edit_creates_a_new_user_branch(store: ConversationStore) -> None:
     conversation = store.create_conversation()
-    original = store.add_message(conversation.id, "user", "What is 2+2?")
-    store.add_message(conversation.id, "assistant", "4")
+    original = store.add_message(conversation.id, "user", "What is 2+2?", parent_id=None)
+    store.add_message(conversation.id, "assistant", "4", parent_id=original.id)
     edited = store.edit_message(original.id, "What is 3+3?")
     assert edited.parent_id is None
     assert edited.role == "user"
@@ -235,7 +239,7 @@ def test_edit_creates_a_new_user_branch(store: ConversationStore) -> None:
     assert [m.content for m in store.active_path(conversation.id)] == ["What is 3+3?"]
     # the title follows the first user message of the new branch
     assert store.get_conversation(conversation.id).title == "What is 3+3?"
-    store.add_message(conversation.id, "assistant", "6")
+    store.add_message(conversation.id, "assistant", "6", parent_id=edited.id)
     store.switch_branch(original.id)
     assert [m.content for m in store.active_path(conversation.id)] == ["What is 2+2?", "4"]
 
@@ -251,9 +255,9 @@ def test_edit_in_the_middle_keeps_the_earlier_turns(store: ConversationStore) ->
 
 def test_delete_message_removes_the_branch_and_shows_a_neighbour(store: ConversationStore) -> None:
     conversation = store.create_conversation()
-    question = store.add_message(conversation.id, "user", "q")
-    old = store.add_message(conversation.id, "assistant", "old answer")
-    store.add_message(conversation.id, "user", "more")
+    question = store.add_message(conversation.id, "user", "q", parent_id=None)
+    old = store.add_message(conversation.id, "assistant", "old answer", parent_id=question.id)
+    store.add_message(conversation.id, "user", "more", parent_id=old.id)
     new = store.add_message(conversation.id, "assistant", "new answer", parent_id=question.id)
     store.switch_branch(old.id)
     store.delete_message(old.id)
@@ -265,9 +269,11 @@ def test_delete_message_removes_the_branch_and_shows_a_neighbour(store: Conversa
 
 def test_deep_conversation_can_be_deleted(store: ConversationStore, db_path: Path) -> None:
     conversation = store.create_conversation()
+    parent: int | None = None
     with store.batch():
         for index in range(1200):  # deeper than SQLite's trigger recursion limit (1000)
-            store.add_message(conversation.id, "user" if index % 2 == 0 else "assistant", f"turn {index}")
+            role = "user" if index % 2 == 0 else "assistant"
+            parent = store.add_message(conversation.id, role, f"turn {index}", parent_id=parent).id
     path = store.active_path(conversation.id)
     assert len(path) == 1200
     assert path[0].content == "turn 0"
@@ -278,8 +284,8 @@ def test_deep_conversation_can_be_deleted(store: ConversationStore, db_path: Pat
 
 def test_chat_messages_for_the_prompt(store: ConversationStore) -> None:
     conversation = store.create_conversation(system_prompt="Be brief.")
-    question = store.add_message(conversation.id, "user", "hi")
-    store.add_message(conversation.id, "assistant", "", status="failed")
+    question = store.add_message(conversation.id, "user", "hi", parent_id=None)
+    store.add_message(conversation.id, "assistant", "", parent_id=question.id, status="failed")
     assert store.chat_messages(conversation.id) == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi"},
@@ -295,8 +301,9 @@ def test_threads_can_share_the_store(store: ConversationStore) -> None:
 
     def write(conversation_id: int) -> None:
         try:
+            parent: int | None = None
             for index in range(50):
-                store.add_message(conversation_id, "user", f"message {index}")
+                parent = store.add_message(conversation_id, "user", f"message {index}", parent_id=parent).id
         except BaseException as exc:
             errors.append(exc)
 
@@ -314,7 +321,9 @@ def test_threads_can_share_the_store(store: ConversationStore) -> None:
 
 def test_streaming_commits_on_flush_interval(store: ConversationStore, db_path: Path) -> None:
     conversation = chat(store, "Write a poem")
-    reply = store.stream_reply(conversation.id, model="tiny.gguf", flush_interval=3600)
+    reply = store.stream_reply(
+        conversation.id, parent_id=conversation.active_leaf_id, model="tiny.gguf", flush_interval=3600
+    )
     with raw(db_path) as conn:
         row = conn.execute(
             "SELECT content, status FROM messages WHERE id = ?", (reply.message_id,)
@@ -337,7 +346,7 @@ def test_streaming_commits_on_flush_interval(store: ConversationStore, db_path: 
 
 def test_streaming_with_zero_interval_commits_every_piece(store: ConversationStore, db_path: Path) -> None:
     conversation = chat(store, "Count")
-    reply = store.stream_reply(conversation.id, flush_interval=0)
+    reply = store.stream_reply(conversation.id, parent_id=conversation.active_leaf_id, flush_interval=0)
     for piece in ("one", " two", " three"):
         assert reply.append(piece) is True
         with raw(db_path) as conn:
@@ -353,7 +362,8 @@ class _Reason(str, Enum):
 
 def test_finish_records_status_and_stats(store: ConversationStore) -> None:
     conversation = chat(store, "Hi")
-    reply = store.stream_reply(conversation.id, model="tiny.gguf", flush_interval=3600)
+    question_id = conversation.active_leaf_id
+    reply = store.stream_reply(conversation.id, parent_id=question_id, model="tiny.gguf", flush_interval=3600)
     reply.append("Hello!")
     stats = {
         "prompt_tokens": 12,
@@ -371,13 +381,13 @@ def test_finish_records_status_and_stats(store: ConversationStore) -> None:
     with pytest.raises(StoreError, match="already finished"):
         reply.append("more")
     with pytest.raises(ValueError):
-        store.stream_reply(conversation.id).finish("streaming")
+        store.stream_reply(conversation.id, parent_id=question_id).finish("streaming")
 
 
 def test_stopped_and_failed_replies_keep_their_text(store: ConversationStore) -> None:
     conversation = chat(store, "Hi")
     question = store.active_path(conversation.id)[0]
-    stopped = store.stream_reply(conversation.id)
+    stopped = store.stream_reply(conversation.id, parent_id=question.id)
     stopped.append("Partial")
     assert stopped.finish("stopped", {"stop_reason": "user_stop"}).content == "Partial"
     with store.stream_reply(conversation.id, parent_id=question.id) as completed:
@@ -393,7 +403,9 @@ def test_stopped_and_failed_replies_keep_their_text(store: ConversationStore) ->
 def test_reopen_marks_streaming_replies_interrupted(db_path: Path) -> None:
     with ConversationStore(db_path) as store:
         conversation = chat(store, "Tell me a story")
-        reply = store.stream_reply(conversation.id, flush_interval=3600)
+        reply = store.stream_reply(
+            conversation.id, parent_id=conversation.active_leaf_id, flush_interval=3600
+        )
         reply.append("Once upon")
         reply.flush()
         reply.append(" a time")  # never committed
@@ -428,11 +440,12 @@ def test_search_finds_messages_and_titles_with_snippets(store: ConversationStore
 
 def test_search_follows_edits_streaming_and_renames(store: ConversationStore) -> None:
     conversation = chat(store, "hello")
-    reply = store.stream_reply(conversation.id, flush_interval=0)
+    reply = store.stream_reply(conversation.id, parent_id=conversation.active_leaf_id, flush_interval=0)
     reply.append("zebra ")
-    assert store.search("zebra")
+    assert store.search("zebra") == []  # a reply is indexed once, when it ends, not on every flush
     reply.append("crossing")
     reply.finish()
+    assert store.search("zebra")
     assert store.search("crossing")
     store.rename_conversation(conversation.id, "Animal facts")
     assert any(h.message_id is None for h in store.search("animal"))
@@ -499,12 +512,19 @@ def _branchy(store: ConversationStore) -> Conversation:
     conversation = store.create_conversation(
         model="tiny.gguf", system_prompt="You are terse.", settings_overrides={"temperature": 0.1}
     )
-    question = store.add_message(conversation.id, "user", "Name a colour")
-    store.add_message(conversation.id, "assistant", "Red", model="tiny.gguf", stats={"completion_tokens": 1})
+    question = store.add_message(conversation.id, "user", "Name a colour", parent_id=None)
+    store.add_message(
+        conversation.id,
+        "assistant",
+        "Red",
+        parent_id=question.id,
+        model="tiny.gguf",
+        stats={"completion_tokens": 1},
+    )
     reply = store.stream_reply(conversation.id, parent_id=question.id, model="tiny.gguf")
     reply.append("Blu")
     reply.finish("stopped", {"completion_tokens": 2, "stop_reason": "user_stop"})
-    store.add_message(conversation.id, "user", "Why?")
+    store.add_message(conversation.id, "user", "Why?", parent_id=reply.message_id)
     store.set_pinned(conversation.id, True)
     return store.get_conversation(conversation.id)
 
@@ -661,14 +681,14 @@ def test_newer_schema_is_refused_and_left_alone(db_path: Path) -> None:
     assert db_path.read_bytes() == before
 
 
-def _assert_moved_aside(store: ConversationStore, db_path: Path, original: bytes) -> Path:
+def _assert_moved_aside(store: ConversationStore, db_path: Path, original: bytes, recovered: int = 0) -> Path:
     assert store.warning is not None
     assert store.backup_path is not None
     backup = store.backup_path
     assert backup.name.startswith("conversations.sqlite3.corrupt-")
     assert backup.name in store.warning
     assert backup.read_bytes() == original
-    assert store.count_conversations() == 0
+    assert store.count_conversations() == store.recovered_count == recovered
     conversation = chat(store, "a fresh start")
     assert store.active_path(conversation.id)[0].content == "a fresh start"
     return backup
@@ -686,17 +706,29 @@ def test_random_bytes_file_is_moved_aside(db_path: Path) -> None:
 
 
 def test_truncated_database_is_moved_aside(db_path: Path) -> None:
-    with ConversationStore(db_path) as store, store.batch():
-        for index in range(200):
-            chat(store, f"question {index} " + "lorem ipsum " * 40, "answer " * 80)
+    with ConversationStore(db_path) as store:
+        with store.batch():
+            for index in range(200):
+                chat(store, f"question {index} " + "lorem ipsum " * 40, "answer " * 80)
+        original = {c.id: [m.content for m in store.active_path(c.id)] for c in store.list_conversations()}
     whole = db_path.read_bytes()
     truncated = whole[: len(whole) // 2]
     db_path.write_bytes(truncated)
     with ConversationStore(db_path) as store:
-        _assert_moved_aside(store, db_path, truncated)
+        # the conversations before the cut are copied into the new database, word for word
+        recovered = store.recovered_count
+        assert 0 < recovered < 200
+        assert f"{recovered} conversations were recovered" in (store.warning or "")
+        complete = 0
+        for conversation in store.list_conversations():
+            texts = [node["content"] for node in store.export_json(conversation.id)["tree"]]
+            assert set(texts) <= set(original[conversation.id])  # the same ids, no text from elsewhere
+            complete += texts == original[conversation.id]
+        assert complete > 0
+        _assert_moved_aside(store, db_path, truncated, recovered)
     with ConversationStore(db_path) as store:  # the new database opens cleanly
         assert store.warning is None
-        assert store.count_conversations() == 1
+        assert store.count_conversations() == recovered + 1
 
 
 def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
@@ -709,12 +741,12 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 
 def test_full_disk_is_a_store_error_and_loses_nothing(store: ConversationStore) -> None:
     conversation = chat(store, "kept", "also kept")
-    reply = store.stream_reply(conversation.id, flush_interval=3600)
+    reply = store.stream_reply(conversation.id, parent_id=conversation.active_leaf_id, flush_interval=3600)
     conn = store._open_connection()
     # the database may not grow by a single page: SQLite reports SQLITE_FULL exactly as for a full disk
     conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
     with pytest.raises(StoreError, match=r"^the disk is full: "):
-        store.add_message(conversation.id, "user", "x" * 200_000)
+        store.add_message(conversation.id, "user", "x" * 200_000, parent_id=reply.message_id)
     reply.append("y" * 200_000)
     with pytest.raises(StoreError, match=r"^the disk is full: "):
         reply.flush()

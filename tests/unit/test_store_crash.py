@@ -33,10 +33,12 @@ from llamadesk.chat.store import ConversationStore
 db, tag, interval, complete = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 store = ConversationStore(db)
 conversation = store.create_conversation(title=f"run {tag}")
+parent = None
 for index in range(complete):
     role = "user" if index % 2 == 0 else "assistant"
-    store.add_message(conversation.id, role, f"run {tag} message {index} " + "x" * 300)
-reply = store.stream_reply(conversation.id, flush_interval=interval)
+    text = f"run {tag} message {index} " + "x" * 300
+    parent = store.add_message(conversation.id, role, text, parent_id=parent).id
+reply = store.stream_reply(conversation.id, parent_id=parent, flush_interval=interval)
 print("streaming", conversation.id, reply.message_id, flush=True)
 piece = 0
 committed = 0

@@ -92,8 +92,8 @@ def test_rename_to_a_pasted_paragraph_keeps_one_bounded_line(store: Conversation
 
 def test_round_trip_keeps_times_statuses_stats_and_system_prompt(store: ConversationStore) -> None:
     conversation = store.create_conversation(model="m.gguf", system_prompt="Be terse.")
-    question = store.add_message(conversation.id, "user", "Name a colour")
-    reply = store.stream_reply(conversation.id, model="m.gguf")
+    question = store.add_message(conversation.id, "user", "Name a colour", parent_id=None)
+    reply = store.stream_reply(conversation.id, parent_id=question.id, model="m.gguf")
     reply.append("Red")
     reply.finish("stopped", {"completion_tokens": 1, "tokens_per_second": 12.5})
     store.stream_reply(conversation.id, parent_id=question.id).finish("failed", {"error": "boom"})

@@ -22,8 +22,8 @@ from llamadesk.chat.store import ConversationStore
 
 store = ConversationStore(Path(sys.argv[1]))
 conversation = store.create_conversation()
-store.add_message(conversation.id, "user", "Tell me a story")
-reply = store.stream_reply(conversation.id, flush_interval=3600)
+question = store.add_message(conversation.id, "user", "Tell me a story", parent_id=None)
+reply = store.stream_reply(conversation.id, parent_id=question.id, flush_interval=3600)
 reply.append("Once upon")
 reply.flush()
 print(reply.message_id, flush=True)
@@ -64,7 +64,7 @@ def test_the_first_store_to_open_alone_recovers(tmp_path: Path) -> None:
     db = tmp_path / "conversations.sqlite3"
     first = ConversationStore(db)
     conversation = first.create_conversation()
-    reply = first.stream_reply(conversation.id)
+    reply = first.stream_reply(conversation.id, parent_id=None)
     with ConversationStore(db) as second:  # same process, another window
         assert second.interrupted_count == 0
     first._conn.close()  # type: ignore[union-attr]  # as if the process died: no finish, no close
@@ -79,15 +79,15 @@ def test_a_database_busy_in_another_process_is_a_clear_error_and_loses_nothing(t
     db = tmp_path / "conversations.sqlite3"
     with ConversationStore(db) as store:
         conversation = store.create_conversation()
-        store.add_message(conversation.id, "user", "kept")
+        kept = store.add_message(conversation.id, "user", "kept", parent_id=None)
         store._open_connection().execute("PRAGMA busy_timeout = 50")
         with closing(sqlite3.connect(db, isolation_level=None)) as other:
             other.execute("BEGIN IMMEDIATE")  # another program writing, for longer than we wait
             with pytest.raises(StoreError, match=r"busy \(another program is using it\): could not save"):
-                store.add_message(conversation.id, "user", "retried")
+                store.add_message(conversation.id, "user", "retried", parent_id=kept.id)
             assert [m.content for m in store.active_path(conversation.id)] == ["kept"]  # reads still work
             other.execute("ROLLBACK")
-        store.add_message(conversation.id, "user", "retried")
+        store.add_message(conversation.id, "user", "retried", parent_id=kept.id)
         assert [m.content for m in store.active_path(conversation.id)] == ["kept", "retried"]
 
 

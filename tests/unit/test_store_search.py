@@ -19,7 +19,7 @@ def store(tmp_path: Path) -> Iterator[ConversationStore]:
 def say(store: ConversationStore, text: str, title: str = "Untitled") -> int:
     """A conversation with one message and a title that matches no query."""
     conversation = store.create_conversation(title=title)
-    store.add_message(conversation.id, "user", text)
+    store.add_message(conversation.id, "user", text, parent_id=None)
     return conversation.id
 
 

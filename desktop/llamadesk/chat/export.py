@@ -7,19 +7,23 @@ chat API) and every branch, with status and stats, in ``tree``.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .store import Conversation, Message
+from .records import (
+    DEFAULT_TITLE,
+    ROLES,
+    STATUSES,
+    TITLE_MAX_LENGTH,
+    Conversation,
+    Message,
+    clean_text,
+    clean_title,
+)
 
 EXPORT_FORMAT = "llamadesk.conversation"
 EXPORT_VERSION = 1
-ROLES = ("system", "user", "assistant", "tool")
-STATUSES = ("complete", "streaming", "stopped", "failed", "interrupted")
-DEFAULT_TITLE = "New chat"
 _STATUS_NOTES = {
     "stopped": "stopped by the user",
     "failed": "failed",
@@ -29,9 +33,6 @@ _STATUS_NOTES = {
 
 
 MAX_TIME = datetime(9999, 12, 31, tzinfo=timezone.utc).timestamp()
-TITLE_MAX_LENGTH = 200
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _WINDOWS_RESERVED = {
     "CON",
     "PRN",
@@ -41,18 +42,25 @@ _WINDOWS_RESERVED = {
     *(f"LPT{n}" for n in range(1, 10)),
 }
 
-
-def clean_text(text: str) -> str:
-    """``text`` storable as UTF-8: a lone surrogate (JSON allows "\\ud800") becomes U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def clean_title(title: str) -> str:
-    """A title on one line, spaces collapsed, at most ``TITLE_MAX_LENGTH`` characters."""
-    title = " ".join(_CONTROL.sub(" ", clean_text(title)).split())
-    if len(title) > TITLE_MAX_LENGTH:
-        title = title[: TITLE_MAX_LENGTH - 1].rstrip() + "…"
-    return title
+# Older code imported the text helpers from here; they live in .records now.
+__all__ = [
+    "DEFAULT_TITLE",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "ROLES",
+    "STATUSES",
+    "TITLE_MAX_LENGTH",
+    "ImportedConversation",
+    "ImportedMessage",
+    "clean_text",
+    "clean_title",
+    "file_name",
+    "iso_time",
+    "parse_import",
+    "parse_time",
+    "to_json",
+    "to_markdown",
+]
 
 
 def file_name(title: str, suffix: str, *, max_length: int = 80) -> str:
@@ -131,9 +139,15 @@ def to_markdown(conversation: Conversation, path: list[Message]) -> str:
 def to_json(conversation: Conversation, messages: list[Message], path: list[Message]) -> dict[str, Any]:
     """The whole conversation: OpenAI ``messages`` of the active path, every branch in ``tree``.
 
-    ``messages`` are ordered parents first; ids in the file are 1..n and local to it.
+    ``messages`` are ordered parents first; ids in the file are 1..n and local to it. A parent that
+    does not come before its message (a damaged database) is written as none, so the file imports.
     """
     local = {message.id: index for index, message in enumerate(messages, start=1)}
+
+    def parent(message: Message) -> int | None:
+        index = local.get(message.parent_id) if message.parent_id is not None else None
+        return index if index is not None and index < local[message.id] else None
+
     chat: list[dict[str, Any]] = []
     if conversation.system_prompt:
         chat.append({"role": "system", "content": conversation.system_prompt})
@@ -141,7 +155,7 @@ def to_json(conversation: Conversation, messages: list[Message], path: list[Mess
     tree = [
         {
             "id": local[message.id],
-            "parent": local[message.parent_id] if message.parent_id is not None else None,
+            "parent": parent(message),
             "role": message.role,
             "content": message.content,
             "status": message.status,

@@ -138,37 +138,20 @@ def search_command(args: argparse.Namespace) -> int:
     return _run(action)
 
 
-def _read_import(name: str) -> str:
-    """The text of an import file (or stdin for "-"): UTF-8, a byte-order mark allowed, regular files only."""
-    if name == "-":
-        buffer = getattr(sys.stdin, "buffer", None)
-        raw = (
-            bytes(buffer.read())
-            if buffer is not None
-            else sys.stdin.read().encode("utf-8", "surrogateescape")
-        )
-    else:
-        path = Path(name).expanduser()
-        if path.exists() and not path.is_file():
-            raise OSError(f"{name} is not a regular file")
-        raw = path.read_bytes()
-    return raw.decode("utf-8-sig")
-
-
 def import_command(args: argparse.Namespace) -> int:
-    from .. import safejson
+    from ..chat.store import parse_import_bytes, read_import_file
 
     try:
-        text = _read_import(args.file)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        if isinstance(exc, UnicodeDecodeError):
-            reason = "it is not UTF-8 text"
-        return fail(f"could not read {args.file}: {reason}")
-    try:
-        data = safejson.loads(text)
-    except ValueError as exc:
-        return fail(f"{args.file} is not valid JSON: {exc}")
+        if args.file == "-":
+            buffer = getattr(sys.stdin, "buffer", None)
+            raw = bytes(buffer.read()) if buffer is not None else sys.stdin.read().encode("utf-8", "replace")
+            data = parse_import_bytes(raw, "standard input")
+        else:
+            data = read_import_file(Path(args.file).expanduser())
+    except StoreError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"could not read {args.file}: {exc.strerror or exc}")
 
     def action(store: ConversationStore) -> int:
         conversation = store.import_json(data)
