@@ -14,8 +14,16 @@ from pathlib import Path
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llamadesk.chat import TemplateError, render_prompt
-from llamadesk.chat.templates import MAX_OUTPUT_CHARS, ChatTemplateEnvironment
+from llamadesk.chat import TemplateError, chat_format_for, render_prompt
+from llamadesk.chat.templates import (
+    MAX_NESTING,
+    MAX_OUTPUT_CHARS,
+    MAX_TEMPLATE_CHARS,
+    MAX_TEMPLATE_TAGS,
+    MAX_TEMPLATE_TOKENS,
+    MAX_TREE_DEPTH,
+    ChatTemplateEnvironment,
+)
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant"},
@@ -320,3 +328,173 @@ def test_nested_limits_leave_room_for_long_conversations_and_tools() -> None:
     expected = "\n".join([json.dumps(turns), json.dumps(tools, indent=4), "".join(m["role"] for m in turns)])
     assert prompt == expected
     assert len(prompt) > MAX_OUTPUT_CHARS
+
+
+# ------------------------------------------------------------------------------------------- compiling
+# Compiling a template comes before the render budget starts. Unchecked, a 7.5 MB chain of {% if %} blocks
+# (GGUF strings may be up to 64 MB) took 48 to 99 seconds and about 3 GB of memory to compile, a 2.3 MB
+# one 10 to 15 seconds and 900 MB: such sources are refused before Jinja lexes or parses them.
+
+IF_BLOCK = "{% if messages %}x{% endif %}\n"
+
+
+def repeat(unit: str, chars: int) -> str:
+    return unit * (chars // len(unit))
+
+
+def nested(opening: str, inner: str, closing: str, depth: int) -> str:
+    return opening * depth + inner + closing * depth
+
+
+def macros(count: int) -> str:
+    return "".join(f"{{% macro m{i}() %}}x{{% endmacro %}}" for i in range(count))
+
+
+OVERSIZED = {
+    "if_chain_7_5_mb": repeat(IF_BLOCK, 7_500_000),
+    "if_chain_2_3_mb": repeat(IF_BLOCK, 2_300_000),
+    "macros_2_mb": macros(52_000),
+    "text_2_3_mb": "x" * 2_300_000,
+    "string_literal_2_3_mb": "{{ '" + "x" * 2_300_000 + "' }}",
+    "nested_brackets_2_3_mb": "{{ " + nested("(", "1", ")", 1_150_000) + " }}",
+    "just_over_the_limit": "x" * (MAX_TEMPLATE_CHARS + 1),
+}
+# Within the size limit, but each would take seconds and hundreds of megabytes to compile.
+TOO_COMPLEX = {
+    "if_chain": repeat(IF_BLOCK, MAX_TEMPLATE_CHARS),
+    "outputs": repeat("{{ bos_token }}", MAX_TEMPLATE_CHARS),
+    "macros": macros(MAX_TEMPLATE_TAGS // 2 + 1),
+    "for_loops": repeat("{% for m in messages %}{{ m }}{% endfor %}", MAX_TEMPLATE_CHARS),
+    "list_literal": "{% set l = [" + repeat("1,", MAX_TEMPLATE_CHARS - 20) + "1] %}",
+    "dict_literal": "{% set d = {" + repeat("1: 1, ", MAX_TEMPLATE_CHARS - 20) + "1: 1} %}",
+    "sets": repeat("{% set a = 1 %}", MAX_TEMPLATE_CHARS),
+    "filters_in_many_tags": repeat("{{ 'a' | trim | upper | lower | trim }}", MAX_TEMPLATE_CHARS),
+}
+# Nesting makes Jinja's parser and Python's compiler recurse; Python refuses very deep code outright.
+TOO_DEEP = {
+    "parentheses": "{{ " + nested("(", "1", ")", MAX_NESTING + 1) + " }}",
+    "lists": "{{ " + nested("[", "", "]", MAX_NESTING + 1) + " }}",
+    "dicts": "{{ " + nested("{'k': ", "1", "}", MAX_NESTING + 1) + " }}",
+    "calls": "{{ " + nested("range(", "1", ")", MAX_NESTING + 1) + " }}",
+    "if_blocks": nested("{% if messages %}", "x", "{% endif %}", MAX_NESTING + 1),
+    "for_blocks": nested("{% for m in messages %}", "x", "{% endfor %}", MAX_NESTING + 1),
+    "set_blocks": "".join(f"{{% set v{i} %}}" for i in range(MAX_NESTING + 1))
+    + "{% endset %}" * (MAX_NESTING + 1),
+    "mixed_blocks": nested(
+        "{% with %}{% filter trim %}", "x", "{% endfilter %}{% endwith %}", MAX_NESTING // 2 + 1
+    ),
+    "macro_blocks": "".join(f"{{% macro m{i}() %}}" for i in range(MAX_NESTING + 1))
+    + "{% endmacro %}" * (MAX_NESTING + 1),
+    "operator_chain": "{{ 1" + " + 1" * MAX_TREE_DEPTH + " }}",
+    "filter_chain": "{{ 'a'" + " | trim" * MAX_TREE_DEPTH + " }}",
+    "attribute_chain": "{{ messages" + ".a" * MAX_TREE_DEPTH + " }}",
+    "item_chain": "{{ messages" + "[0]" * MAX_TREE_DEPTH + " }}",
+    "long_operator_chain": "{{ 1" + " + 1" * 2_000 + " }}",
+    "not_chain": "{{ " + "not " * 5_000 + "1 }}",
+    "negation_chain": "{{ " + "-" * 5_000 + "1 }}",
+    "conditional_chain": "{{ 1" + " if messages else 1" * 500 + " }}",
+}
+
+
+def refusal_peak_memory(payload: str, match: str) -> int:
+    """Render ``payload``, expecting a security refusal matching ``match``; returns the peak memory used."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError, match=REFUSED + ": " + match) as caught:
+            render_prompt(payload, MESSAGES)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason == "security"
+    return peak
+
+
+@pytest.mark.parametrize("payload", list(OVERSIZED.values()), ids=list(OVERSIZED))
+def test_oversized_template_is_refused_before_it_is_read(payload: str) -> None:
+    expected = (
+        f"it is too long to compile safely: {len(payload):,} characters, more than the {MAX_TEMPLATE_CHARS:,}"
+    )
+    assert refusal_peak_memory(payload, expected) < 2**20  # nothing was lexed, parsed or compiled
+
+
+@pytest.mark.parametrize("payload", list(TOO_COMPLEX.values()), ids=list(TOO_COMPLEX))
+def test_too_complex_template_is_refused_before_it_is_parsed(payload: str) -> None:
+    assert len(payload) <= MAX_TEMPLATE_CHARS
+    with pytest.raises(
+        TemplateError, match=REFUSED + r": it is too complex to compile safely: more than the"
+    ) as caught:
+        render_prompt(payload, MESSAGES)
+    assert caught.value.reason == "security"
+
+
+def test_refusing_a_complex_template_takes_little_memory() -> None:
+    # Compiled, this one took over 100 MB.
+    assert refusal_peak_memory(TOO_COMPLEX["if_chain"], "it is too complex") < 4 * 2**20
+
+
+@pytest.mark.parametrize("payload", list(TOO_DEEP.values()), ids=list(TOO_DEEP))
+def test_too_deeply_nested_template_is_refused_before_it_is_compiled(payload: str) -> None:
+    assert len(payload) <= MAX_TEMPLATE_CHARS
+    with pytest.raises(
+        TemplateError, match=REFUSED + ": it is nested too deeply to compile safely"
+    ) as caught:
+        render_prompt(payload, MESSAGES)
+    assert caught.value.reason == "security"
+
+
+def list_of(items: int) -> str:
+    """A template of ``2 * items + 11`` tokens that writes ``items``."""
+    return "{% set l = [" + "1," * (items - 1) + "1] %}{{ l | length }}"
+
+
+def test_templates_at_the_limits_compile_and_render() -> None:
+    one = MESSAGES[1:]
+    items = (MAX_TEMPLATE_TOKENS - 11) // 2
+    assert render_prompt(list_of(items), one) == str(items)
+    assert render_prompt("{{ 1 }}" * MAX_TEMPLATE_TAGS, one) == "1" * MAX_TEMPLATE_TAGS
+    assert render_prompt("{{ " + nested("(", "1", ")", MAX_NESTING) + " }}", one) == "1"
+    assert render_prompt("{{ " + nested("[", "", "]", MAX_NESTING) + " | length }}", one) == "1"
+    assert render_prompt(nested("{% for m in messages %}", "x", "{% endfor %}", MAX_NESTING), one) == "x"
+    assert render_prompt(nested("{% if messages %}", "x", "{% endif %}", MAX_NESTING), one) == "x"
+    assert render_prompt("{{ 1" + " + 1" * (MAX_TREE_DEPTH - 5) + " }}", one) == str(MAX_TREE_DEPTH - 4)
+
+
+def test_one_token_or_tag_more_than_allowed_is_refused() -> None:
+    one = MESSAGES[1:]
+    with pytest.raises(TemplateError, match=r"more than the [\d,]+ tokens allowed"):
+        render_prompt(list_of((MAX_TEMPLATE_TOKENS - 11) // 2 + 1), one)
+    with pytest.raises(TemplateError, match=r"more than the [\d,]+ tags allowed"):
+        render_prompt("{{ 1 }}" * (MAX_TEMPLATE_TAGS + 1), one)
+
+
+def test_compiling_at_the_limits_takes_bounded_memory() -> None:
+    # Macros cost the most memory per tag; at 2 MB, before the limits, they took 1.6 GB and three minutes.
+    tracemalloc.start()
+    try:
+        template = ChatTemplateEnvironment().from_string(macros(MAX_TEMPLATE_TAGS // 2))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 96 * 2**20
+    assert template.module.m0() == "x"
+
+
+def test_limits_leave_room_for_templates_three_times_the_largest_real_one() -> None:
+    # The largest real chat templates are about 40 KB (GigaChat 3.5, 40,436 characters); this one is
+    # three times that, made only of real template code.
+    real = sorted((Path(__file__).resolve().parents[1] / "data" / "templates").glob("*.jinja"))
+    source = "".join(
+        f"{{% macro {path.stem}_{copy}() %}}{path.read_text(encoding='utf-8')}{{% endmacro %}}"
+        for copy in range(4)
+        for path in real
+    )
+    assert len(source) > 3 * 40_436
+    chatml = next(path for path in real if path.stem == "chatml").read_text(encoding="utf-8")
+    assert render_prompt(source + "{{ chatml_3() }}", MESSAGES) == render_prompt(chatml, MESSAGES)
+
+
+def test_a_refused_template_reaches_the_user_as_a_template_error() -> None:
+    chat = chat_format_for(OVERSIZED["if_chain_7_5_mb"], "<s>", "</s>")
+    assert not chat.is_fallback  # the user is told why, rather than given a different format silently
+    with pytest.raises(TemplateError, match=REFUSED + ": it is too long to compile safely"):
+        chat.render(MESSAGES)

@@ -56,6 +56,18 @@ def test_real_template_renders_the_documented_prompt(family: str) -> None:
     assert prompt == case["expected"]
 
 
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.jinja")), ids=lambda path: path.stem)
+def test_every_real_template_renders_within_the_compile_limits(path: Path) -> None:
+    case = FAMILIES[path.stem]
+    prompt = render_prompt(
+        path.read_text(encoding="utf-8"),
+        CONVERSATION,
+        bos_token=case["bos_token"],
+        eos_token=case["eos_token"],
+    )
+    assert CONVERSATION[-1]["content"] in prompt
+
+
 def test_llama_3_2_writes_todays_date_through_strftime_now() -> None:
     before = datetime.now()
     prompt = fmt("llama3_2").render(CONVERSATION)
