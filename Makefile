@@ -108,6 +108,7 @@ pytest: $(STAMP_TEST) $(STAMP_STARTER)
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) -m pytest $(PYTEST_ARGS)
 
 benchmark: $(STAMP_TEST) $(STAMP_STARTER)
+	$(PIP) install --quiet -e ".[bench]"
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) benchmarks/run_all.py
 
 screenshots: $(STAMP_TEST) $(STAMP_STARTER)

@@ -19,6 +19,7 @@ SCRIPTS = [
     ("Sidebar", ["bench_sidebar.py"]),
     ("Chat view streaming", ["bench_chat_view.py"]),
     ("Start-up", ["bench_startup.py"]),
+    ("Model headers and library", ["bench_library.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
 ]
 

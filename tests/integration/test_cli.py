@@ -135,7 +135,7 @@ def test_chat_new_that_cannot_start_stores_no_conversation(
         (("chat", "-m", "/no/such/model.gguf", "hi"), "model file not found"),
         (("chat", "-m", "unknown-model", "hi"), "no model named 'unknown-model'"),
         (("chat", "-m", "starter", "--temperature", "7", "hi"), "temperature"),
-        (("chat", "--max-tokens", "many", "hi"), "invalid int value"),
+        (("chat", "--max-tokens", "many", "hi"), "must be a whole number"),
         (("inspect", "{bad}"), "not a GGUF model file"),
         (("bogus-command",), "invalid choice"),
     ],

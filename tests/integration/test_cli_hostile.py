@@ -114,7 +114,7 @@ def test_escape_sequences_in_stored_text_are_shown_escaped_on_a_terminal(
     process = subprocess.Popen(
         [sys.executable, "-m", "llamadesk", "conversations", "show", str(conversation.id)],
         stdout=follower,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         env=env,
     )

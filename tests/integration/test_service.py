@@ -10,7 +10,7 @@ import pytest
 
 from llamadesk.engine import Engine, EngineError
 from llamadesk.engine.service import ChatResult, InferenceService, LoadedModel
-from llamadesk.settings import MIN_CONTEXT, GenerationSettings, RuntimeSettings
+from llamadesk.settings import GenerationSettings, RuntimeSettings
 
 pytestmark = pytest.mark.model
 
@@ -135,21 +135,25 @@ def test_a_failing_load_progress_callback_is_reported_as_itself(starter_model: P
     assert not engine.is_loaded
 
 
-def test_a_tiny_context_reply_fails_instead_of_ending_complete_and_empty(starter_model: Path) -> None:
+def test_a_context_llama_cpp_rounds_up_fills_without_overrunning(starter_model: Path) -> None:
+    """llama.cpp makes a 300-token context 512 long; replies stop at 300, where the token buffer ends."""
     engine = Engine()
-    engine.load(starter_model, RuntimeSettings(n_ctx=MIN_CONTEXT, n_threads=2))
+    engine.load(starter_model, RuntimeSettings(n_ctx=300, n_threads=2))
     try:
-        tokens = engine.tokenize("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
-        generation = engine.generate(tokens, GenerationSettings(max_tokens=200, seed=1))
+        assert engine.n_ctx == 300
+        tokens = engine.tokenize(
+            "<|im_start|>user\nWrite a very long poem.<|im_end|>\n<|im_start|>assistant\n"
+        )
+        generation = engine.generate(
+            tokens, GenerationSettings(max_tokens=1000, seed=5, temperature=1.0, min_p=0.0)
+        )
         text = "".join(generation)
-        assert generation.stats is not None
-        assert generation.stats.stop_reason.value in {"context_full", "eos", "error"}
-        if generation.stats.stop_reason.value == "error":
-            assert generation.stats.error
-        else:
-            assert text or generation.stats.stop_reason.value == "eos"
+        assert generation.stats is not None and generation.stats.error is None
+        if generation.stats.stop_reason.value != "eos":
+            assert generation.stats.stop_reason.value == "context_full"
+            assert len(tokens) + generation.stats.completion_tokens == 300
+        assert text
+        with pytest.raises(EngineError, match="context holds 300"):
+            engine.generate(engine.tokenize("word " * 400), GenerationSettings(max_tokens=4))
     finally:
         engine.unload()
-    with pytest.raises(EngineError, match="context holds"):
-        engine.load(starter_model, RuntimeSettings(n_ctx=MIN_CONTEXT, n_threads=2))
-        engine.generate(engine.tokenize("word " * 300), GenerationSettings(max_tokens=4))

@@ -179,11 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup(verbose: bool) -> None:
+    """The log file, and the header cache that spares re-reading every model's GGUF header."""
+    from ..engine import header_cache
     from ..logs import setup_logging
     from ..paths import get_paths
 
-    setup_logging(get_paths().log_dir, verbose=verbose)  # an unwritable folder: stderr only
+    paths = get_paths()
+    setup_logging(paths.log_dir, verbose=verbose)  # an unwritable folder: stderr only
+    header_cache.configure(paths.data_dir / header_cache.CACHE_FILE_NAME)
     if not verbose:
         logging.getLogger("llama.cpp").setLevel(logging.CRITICAL)
 
@@ -201,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    _setup_logging(args.verbose)
+    _setup(args.verbose)
     try:
         if args.version:
             from .selftest import version_text

@@ -1,29 +1,27 @@
 """Read a GGUF file's header and metadata without loading its weights.
 
-A small reader of our own: it is fast on big vocabularies (it skips arrays it does not
-need), checks that the tensor data really is all there, and turns every problem into a
-specific ``ModelFileError`` before llama.cpp ever sees the file.
+``inspect_gguf`` checks the file with our own reader (``gguf_reader``: fast on big
+vocabularies, every count checked against the bytes the file has), checks that the tensor
+data really is all there, and turns every problem into a specific ``ModelFileError`` before
+llama.cpp ever sees the file. Each header is read at most once per process and remembered
+across runs by ``header_cache``.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
-import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from . import header_cache
 from .errors import ModelFileError
+from .gguf_reader import RawHeader, open_model_file, read_header, require_regular
 
-GGUF_MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
 SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
-
-# GGUF value types -> struct format (scalars only).
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_STRING, _ARRAY = 8, 9
-
-MAX_STRING = 64 << 20  # one metadata string (chat templates are a few KB; vocabularies are arrays)
+MAX_META_STRING = 1024  # longer strings (licences, descriptions) stay out of ``GGUFInfo.metadata``
 
 # ggml tensor types -> (block size, bytes per block), as in ggml.h; unknown types skip the
 # completeness check rather than guessing.
@@ -145,8 +143,6 @@ BITS_PER_WEIGHT: dict[str, float] = {
     "MXFP4": 4.25,
 }
 
-_WANTED_ARRAYS = {"tokenizer.ggml.tokens"}
-
 
 @dataclass(frozen=True)
 class GGUFInfo:
@@ -211,74 +207,6 @@ class GGUFInfo:
         }
 
 
-class _Reader:
-    def __init__(self, handle: BinaryIO, path: Path, size: int) -> None:
-        self.handle, self.path, self.size = handle, path, size
-
-    def read(self, count: int) -> bytes:
-        data = self.handle.read(count)
-        if len(data) != count:
-            raise ModelFileError(
-                f"{self.path.name} is truncated: the file ends inside its header "
-                f"({self.size:,} bytes). The download was probably interrupted; download it again."
-            )
-        return data
-
-    def scalar(self, kind: int) -> Any:
-        fmt = _SCALARS.get(kind)
-        if fmt is None:
-            raise ModelFileError(f"{self.path.name} is damaged: unknown metadata value type {kind}.")
-        return struct.unpack("<" + fmt, self.read(struct.calcsize(fmt)))[0]
-
-    def remaining(self) -> int:
-        return self.size - self.handle.tell()
-
-    def damaged(self, what: str) -> ModelFileError:
-        return ModelFileError(f"{self.path.name} is damaged: {what}. Download it again.")
-
-    def _length(self) -> int:
-        (length,) = struct.unpack("<Q", self.read(8))
-        if length > min(self.remaining(), MAX_STRING):
-            raise self.damaged(f"a metadata string claims {length:,} bytes")
-        return int(length)
-
-    def string(self) -> str:
-        return self.read(self._length()).decode("utf-8", errors="replace")
-
-    def skip_string(self) -> None:
-        self.handle.seek(self._length(), 1)
-
-    def value(self, kind: int, keep: bool) -> Any:
-        if kind == _STRING:
-            return self.string()
-        if kind != _ARRAY:
-            return self.scalar(kind)
-        item_kind, count = struct.unpack("<IQ", self.read(12))
-        # Every item takes at least a few bytes, so a count the rest of the file can't hold is a lie;
-        # checking before building lists keeps a damaged file from eating the machine's memory.
-        smallest = 8 if item_kind == _STRING else 12 if item_kind == _ARRAY else 1
-        fmt = _SCALARS.get(item_kind)
-        if fmt is not None:
-            smallest = struct.calcsize(fmt)
-        if count * smallest > self.remaining():
-            raise self.damaged(f"an array claims {count:,} items")
-        if item_kind == _STRING:
-            if keep:
-                return [self.string() for _ in range(count)]
-            for _ in range(count):
-                self.skip_string()
-            return None
-        if item_kind == _ARRAY:
-            items = [self.value(_ARRAY, keep) for _ in range(count)]
-            return items if keep else None
-        if fmt is None:
-            raise self.damaged(f"unknown array type {item_kind}")
-        if not keep:
-            self.handle.seek(smallest * count, 1)
-            return None
-        return list(struct.unpack(f"<{count}{fmt}", self.read(smallest * count)))
-
-
 def split_parts(path: Path) -> tuple[int, int] | None:
     """(index, count) for a split model part such as ``x-00001-of-00003.gguf``."""
     match = SPLIT_RE.match(path.name)
@@ -288,12 +216,33 @@ def split_parts(path: Path) -> tuple[int, int] | None:
 
 
 def inspect_gguf(path: str | Path) -> GGUFInfo:
-    """Read a GGUF file's facts; raise ``ModelFileError`` with a specific reason."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ModelFileError(f"Model file not found: {path}")
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a model file. Choose the .gguf file inside it.")
+    """Read a GGUF file's facts; raise ``ModelFileError`` with a specific reason.
+
+    The header is read once per process and, when ``header_cache.configure`` was called,
+    remembered across runs until the file changes.
+    """
+    info = _inspect(Path(path).expanduser(), read=True)
+    if info is None:  # pragma: no cover - a read always gives facts or an error
+        raise ModelFileError(f"Can't read {Path(path).name}.")
+    return info
+
+
+def inspect_gguf_cached(path: str | Path) -> GGUFInfo | None:
+    """Like ``inspect_gguf`` but never reads a header: None when the facts aren't known yet.
+
+    Only ``stat`` calls: for listing every model at once and reading the new ones later.
+    """
+    return _inspect(Path(path).expanduser(), read=False)
+
+
+def _inspect(path: Path, *, read: bool) -> GGUFInfo | None:
+    try:
+        status = os.stat(path)
+    except (FileNotFoundError, ValueError):  # ValueError: a NUL in the name
+        raise ModelFileError(f"Model file not found: {path}") from None
+    except OSError as exc:
+        raise ModelFileError(f"Can't read {path.name}: {exc.strerror or exc}") from exc
+    require_regular(path, status.st_mode)  # a folder, named pipe, device or socket is explained
     split = split_parts(path)
     stem = SPLIT_RE.sub(r"\g<stem>", path.name)
 
@@ -306,96 +255,159 @@ def inspect_gguf(path: str | Path) -> GGUFInfo:
             f"{path.name} is part {split[0]} of a model split into {split[1]} files. "
             f"Open the first part ({first.name}); llama.cpp reads the others from the same folder."
         )
-    part_paths = [path]
+    part_sizes = [status.st_size]
     if split:
-        part_paths = [part_name(i, split[1]) for i in range(1, split[1] + 1)]
-        missing = [part for part in part_paths[1:] if not part.exists()]
+        missing = []
+        for index in range(2, split[1] + 1):
+            part = part_name(index, split[1])
+            try:
+                part_status = os.stat(part)
+            except OSError:
+                missing.append(part)
+                continue
+            require_regular(part, part_status.st_mode)  # llama.cpp opens it: a pipe would block it
+            part_sizes.append(part_status.st_size)
         if missing:
             raise ModelFileError(
                 f"{path.name} is split into {split[1]} files but {len(missing)} are missing "
                 f"(first: {missing[0].name}). Download all parts into the same folder."
             )
-    try:
-        size = path.stat().st_size
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ModelFileError(f"Can't read {path.name}: {exc.strerror or exc}") from exc
-    if size == 0:
-        handle.close()
-        raise ModelFileError(f"{path.name} is empty (0 bytes). The download failed; download it again.")
-    with handle:
-        try:
-            info = _parse(_Reader(handle, path, size), split[1] if split else 1)
-        except (struct.error, ValueError, OverflowError, MemoryError) as exc:
-            raise ModelFileError(f"{path.name} is damaged: its header can't be read ({exc}).") from exc
-    if len(part_paths) > 1:
-        total = sum(part.stat().st_size for part in part_paths)
-        info = replace(info, file_size=total)
+    facts = header_cache.current().get(path, status)
+    found = _from_facts(facts, path) if facts is not None else None
+    if found is None:
+        if not read:
+            return None
+        found = _from_facts(_read_facts(path), path)
+    if not isinstance(found, GGUFInfo):
+        raise found or ModelFileError(f"Can't read {path.name}.")
+    info = found
+    if split:
+        info = replace(info, split_count=split[1], file_size=sum(part_sizes))
     return info
 
 
-def _parse(reader: _Reader, split_count: int) -> GGUFInfo:
-    path, size = reader.path, reader.size
-    magic = reader.handle.read(4)
-    if magic != GGUF_MAGIC:
-        if len(magic) < 4:
-            raise ModelFileError(f"{path.name} is too small to be a model ({size} bytes).")
-        hint = ""
-        if magic.startswith(b"ggjt") or magic.startswith(b"ggml") or magic in (b"tjgg", b"lmgg"):
-            hint = " It is an old GGML file: download the GGUF version of this model instead."
-        elif magic[:2] == b"PK" or magic.startswith(b"{") or magic.startswith(b"<"):
-            hint = " It looks like an archive or a web page, not model weights."
-        raise ModelFileError(f"{path.name} is not a GGUF model file (it starts with {magic!r}).{hint}")
-    (version,) = struct.unpack("<I", reader.read(4))
-    if version not in SUPPORTED_VERSIONS:
-        raise ModelFileError(
-            f"{path.name} uses GGUF version {version}, which this version of LlamaDesk can't read "
-            f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})."
-        )
-    tensor_count, kv_count = struct.unpack("<QQ", reader.read(16))
-    if tensor_count > 10_000_000 or kv_count > 1_000_000:
-        raise ModelFileError(f"{path.name} is damaged: its header claims {tensor_count:,} tensors.")
-    meta: dict[str, Any] = {}
-    for _ in range(kv_count):
-        key = reader.string()
-        (kind,) = struct.unpack("<I", reader.read(4))
-        meta[key] = reader.value(kind, keep=key in _WANTED_ARRAYS)
+def read_gguf(path: str | Path) -> GGUFInfo:
+    """Read one file's header now, bypassing the header cache (benchmarks); no split handling."""
+    path = Path(path).expanduser()
+    found = _from_facts(_read_facts(path, remember=False), path)
+    if not isinstance(found, GGUFInfo):
+        raise found or ModelFileError(f"Can't read {path.name}.")
+    return found
+
+
+def _read_facts(path: Path, *, remember: bool = True) -> dict[str, Any]:
+    """Read one file's header (no split handling) into cacheable facts, problems included."""
+    try:
+        handle, status = open_model_file(path)
+    except ModelFileError as exc:  # not a regular file, or unreadable: not worth remembering
+        return {"error": str(exc), "name": path.name}
+    with handle:
+        try:
+            info = _read_open(handle, path, status.st_size)
+            facts: dict[str, Any] = {"info": _to_facts(info)}
+        except ModelFileError as exc:
+            facts = {"error": str(exc), "name": path.name}
+        except (ValueError, OverflowError, MemoryError) as exc:
+            facts = {"error": f"{path.name} is damaged: its header can't be read ({exc}).", "name": path.name}
+        except OSError as exc:
+            return {"error": f"Can't read {path.name}: {exc.strerror or exc}", "name": path.name}
+    if remember:
+        header_cache.current().put(path, status, facts)
+    return facts
+
+
+def _read_open(handle: Any, path: Path, size: int) -> GGUFInfo:
+    if size == 0:
+        raise ModelFileError(f"{path.name} is empty (0 bytes). The download failed; download it again.")
+    header = read_header(handle, path, size)
     params = 0
     data_end = 0
     known_sizes = True
-    for _ in range(tensor_count):
-        reader.skip_string()
-        (n_dims,) = struct.unpack("<I", reader.read(4))
-        if n_dims > 8:
-            raise ModelFileError(f"{path.name} is damaged: a tensor claims {n_dims} dimensions.")
-        dims = struct.unpack(f"<{n_dims}Q", reader.read(8 * n_dims))
-        ggml_type, offset = struct.unpack("<IQ", reader.read(12))
-        count = 1
-        for dim in dims:
-            count *= dim
+    for count, ggml_type, offset in header.tensors:
         params += count
         block = _TYPE_SIZES.get(ggml_type)
         if block is None:
             known_sizes = False
             continue
         data_end = max(data_end, offset + count // block[0] * block[1])
-    alignment = meta.get("general.alignment", 32)
+    alignment = header.meta.get("general.alignment", 32)
     if not isinstance(alignment, int) or not 1 <= alignment <= 1 << 20 or alignment & (alignment - 1):
-        raise reader.damaged(f"its data alignment is {alignment!r}")
-    header_end = reader.handle.tell()
-    data_start = (header_end + alignment - 1) // alignment * alignment
-    if known_sizes and tensor_count and data_start + data_end > size:
+        raise ModelFileError(
+            f"{path.name} is damaged: its data alignment is {alignment!r}. Download it again."
+        )
+    data_start = (header.header_end + alignment - 1) // alignment * alignment
+    if known_sizes and header.tensor_count and data_start + data_end > size:
         missing = data_start + data_end - size
         raise ModelFileError(
             f"{path.name} is truncated: {missing:,} bytes of model weights are missing "
             f"({size:,} of {data_start + data_end:,} bytes). The download was probably interrupted."
         )
-    return _info_from_meta(path, size, version, meta, params, int(tensor_count), split_count)
+    return _info_from_header(path, size, header, params)
 
 
-def _info_from_meta(
-    path: Path, size: int, version: int, meta: dict[str, Any], params: int, tensors: int, split_count: int
-) -> GGUFInfo:
+# -- facts as JSON (header_cache) -------------------------------------------------------------
+
+_OPTIONAL_INTS = (
+    "parameter_count",
+    "context_length",
+    "block_count",
+    "embedding_length",
+    "head_count",
+    "head_count_kv",
+    "key_length",
+    "value_length",
+)
+_OPTIONAL_STRINGS = ("name", "chat_template", "bos_token", "eos_token")
+
+
+def _to_facts(info: GGUFInfo) -> dict[str, Any]:
+    facts = {f.name: getattr(info, f.name) for f in fields(info)}
+    facts["path"] = str(info.path)
+    facts["metadata"] = dict(info.metadata)
+    return facts
+
+
+def _from_facts(facts: dict[str, Any], path: Path) -> GGUFInfo | ModelFileError | None:
+    """``GGUFInfo`` for ``path`` from remembered facts, or the error they record.
+
+    None when the facts don't add up (a hand-edited or damaged cache): the file is read again.
+    """
+    error, name = facts.get("error"), facts.get("name")
+    if isinstance(error, str) and isinstance(name, str) and name:
+        return ModelFileError(error.replace(name, path.name) if name != path.name else error)
+    data = facts.get("info")
+    if not isinstance(data, dict):
+        return None
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checks = [
+        is_int(data.get("file_size")),
+        is_int(data.get("version")),
+        is_int(data.get("tensor_count")),
+        is_int(data.get("split_count")),
+        isinstance(data.get("architecture"), str),
+        isinstance(data.get("file_type"), str),
+        data.get("add_bos_token") is None or isinstance(data.get("add_bos_token"), bool),
+        isinstance(data.get("metadata"), dict),
+        *(data.get(k) is None or is_int(data.get(k)) for k in _OPTIONAL_INTS),
+        *(data.get(k) is None or isinstance(data.get(k), str) for k in _OPTIONAL_STRINGS),
+    ]
+    if not all(checks):
+        return None
+    metadata = {
+        str(k): v
+        for k, v in data["metadata"].items()
+        if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))
+    }
+    values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(GGUFInfo)}
+    values.update(path=path, metadata=metadata)
+    return GGUFInfo(**values)
+
+
+def _info_from_header(path: Path, size: int, header: RawHeader, params: int) -> GGUFInfo:
+    meta = header.meta
     arch = str(meta.get("general.architecture") or "unknown")
 
     def arch_int(key: str) -> int | None:
@@ -404,24 +416,28 @@ def _info_from_meta(
             value = max(value) if value else None
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    tokens = meta.get("tokenizer.ggml.tokens")
-
     def token(key: str) -> str | None:
         token_id = meta.get(key)
-        if isinstance(token_id, int) and isinstance(tokens, list) and 0 <= token_id < len(tokens):
-            return str(tokens[token_id])
-        return None
+        return header.tokens.get(token_id) if isinstance(token_id, int) else None
 
     ftype_raw = meta.get("general.file_type")
     file_type = FILE_TYPES.get(ftype_raw, f"type {ftype_raw}") if isinstance(ftype_raw, int) else "unknown"
     param_meta = meta.get("general.parameter_count")
     template = meta.get("tokenizer.chat_template")
     add_bos = meta.get("tokenizer.ggml.add_bos_token")
-    light_meta = {k: v for k, v in meta.items() if not isinstance(v, list) and k != "tokenizer.chat_template"}
+    light_meta = {
+        k: v
+        for k, v in meta.items()
+        if v is not None
+        and not isinstance(v, list)
+        and k != "tokenizer.chat_template"
+        and not (isinstance(v, str) and len(v) > MAX_META_STRING)
+        and not (isinstance(v, float) and not math.isfinite(v))
+    }
     return GGUFInfo(
         path=path,
         file_size=size,
-        version=version,
+        version=header.version,
         architecture=arch,
         name=str(meta["general.name"]) if meta.get("general.name") else None,
         parameter_count=int(param_meta) if isinstance(param_meta, int) else (params or None),
@@ -434,10 +450,10 @@ def _info_from_meta(
         chat_template=str(template) if template else None,
         bos_token=token("tokenizer.ggml.bos_token_id"),
         eos_token=token("tokenizer.ggml.eos_token_id"),
-        split_count=split_count,
+        split_count=1,
         key_length=arch_int("attention.key_length"),
         value_length=arch_int("attention.value_length"),
-        tensor_count=tensors,
+        tensor_count=header.tensor_count,
         add_bos_token=bool(add_bos) if isinstance(add_bos, bool) else None,
         metadata=light_meta,
     )

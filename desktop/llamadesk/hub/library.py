@@ -4,16 +4,18 @@ Downloads live in ``models_dir/<owner>__<name>/``; imports (registered in place 
 into ``models_dir/imported/``) are remembered in ``library.json``; models that other tools
 fetched into the Hugging Face cache are listed too. Each entry carries its GGUF facts, or
 why it can't be loaded ("broken") or that it is still downloading ("partial").
+
+Finding the files costs ``stat`` calls only (``library_files``); their facts come from the
+header cache, so a name lookup or a removal reads no model file, and only new or changed
+files are read when listing. ``list_cached()`` answers at once (new files are "unchecked");
+``scan()`` then reads those and reports each as it is done.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
-import json
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,30 +23,38 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..engine import header_cache
+from ..engine.errors import ModelFileError
+from ..engine.gguf_info import GGUFInfo, inspect_gguf, inspect_gguf_cached
 from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
-from ..settings import atomic_write_text
-from .download import (
-    PART_SUFFIX,
-    FreeSpace,
-    default_free_space,
-    format_size,
-    read_sidecar,
-    sidecar_path,
-)
 from .errors import HubError
-from .quant import SPLIT_RE, display_name, file_kind, parse_quantization, split_part
+from .library_copy import copy_in
+from .library_files import (
+    PART_SUFFIX,
+    ImportRecord,
+    hf_cache_files,
+    is_inside,
+    load_imports,
+    mtime_of,
+    origin,
+    parse_date,
+    parts_of,
+    read_sidecar,
+    real_path_in,
+    regular_stat,
+    sidecar_path,
+    split_glob,
+    walk_models,
+)
+from .quant import display_name, file_kind, parse_quantization, split_part
 
 if TYPE_CHECKING:
-    from ..engine import GGUFInfo
+    from .download import FreeSpace
 
 log = logging.getLogger(__name__)
 
 LIBRARY_VERSION = 1
-IMPORTED_FOLDER = "imported"
-
-# GGUF facts by (path, size, mtime) of every part: reading a header is cheap, but not free.
-_FACTS: dict[tuple[tuple[str, int, int], ...], tuple[GGUFInfo | None, str | None]] = {}
-_FACTS_LOCK = threading.Lock()
+UNCHECKED = "unchecked"  # state of a file whose header has not been read yet (``list_cached``)
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class LibraryModel:
     source: str  # "starter" | "downloaded" | "imported" | "hf-cache"
     repo_id: str | None = None
     added: datetime | None = None
-    state: str = "ok"  # "ok" | "broken" | "partial"
+    state: str = "ok"  # "ok" | "broken" | "partial" | "unchecked" (not read yet: list_cached)
     message: str | None = None  # why it is broken or partial
     kind: str = "model"  # "model" | "mmproj" | "imatrix"
     quantization: str | None = None
@@ -100,30 +110,21 @@ class LibraryModel:
 
 def _hf_cache_dir() -> Path:
     """The Hugging Face cache folder, read from the environment now (not at import time)."""
-    from huggingface_hub import constants
-
     env = os.environ.get("HF_HUB_CACHE")
     if env:
         return Path(os.path.expandvars(env)).expanduser()
     home = os.environ.get("HF_HOME")
     if home:
         return Path(os.path.expandvars(home)).expanduser() / "hub"
+    from huggingface_hub import constants
+
     return Path(constants.HF_HUB_CACHE)
 
 
-def _parts_of(path: Path) -> list[Path]:
-    """All files of the model whose first file is ``path`` (just ``path`` unless split)."""
-    part = split_part(path.name)
-    if part is None:
-        return [path]
-    return [path.with_name(f"{part.stem}-{i:05d}-of-{part.count:05d}.gguf") for i in range(1, part.count + 1)]
+def _default_free_space(path: Path) -> int:
+    from .download import default_free_space
 
-
-def _mtime(path: Path) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-    except OSError:
-        return None
+    return default_free_space(path)
 
 
 _Models = list[LibraryModel]
@@ -131,7 +132,7 @@ _Records = list[dict[str, Any]]
 
 
 class ModelLibrary:
-    """Lists, imports and removes local models. Cheap to create; ``list()`` reads the disk."""
+    """Lists, imports and removes local models. Cheap to create; listing ``stat``s the disk."""
 
     def __init__(
         self,
@@ -140,7 +141,7 @@ class ModelLibrary:
         models_dir: Path | None = None,
         hf_cache_dir: Path | None = None,
         scan_hf_cache: bool = True,
-        free_space: FreeSpace = default_free_space,
+        free_space: FreeSpace = _default_free_space,
     ) -> None:
         self.paths = paths
         self.models_dir = Path(models_dir) if models_dir else paths.models_dir
@@ -157,59 +158,65 @@ class ModelLibrary:
     # -- listing ---------------------------------------------------------------------------
 
     def list(self) -> _Models:
-        """Every model: the starter first, then the rest by name."""
-        head: _Models = []
-        starter = starter_model_path()
-        if starter is not None:
-            head.append(self._entry(starter, key="starter", name=STARTER_MODEL_NAME, source="starter"))
-        entries: _Models = []
-        imports = self._load_imports()
-        imported_paths = {Path(item["path"]) for item in imports}
-        entries.extend(self._downloaded(imported_paths))
-        for item in imports:
-            path = Path(item["path"])
-            entries.append(
-                self._entry(
-                    path,
-                    key=f"imported:{path}",
-                    name=display_name(path.name),
-                    source="imported",
-                    added=_parse_date(item.get("added")),
-                    in_place=not item.get("copied", False),
-                )
-            )
-        if self.scan_hf_cache:
-            entries.extend(self._hf_cache())
-        entries.sort(key=lambda e: (e.kind != "model", e.name.lower(), e.key))
-        return head + entries
+        """Every model with its facts: the starter first, then the rest by name."""
+        return self.scan()
+
+    def list_cached(self) -> _Models:
+        """Every model at once, from ``stat`` and remembered facts only: files not read yet are
+        "unchecked" (``scan`` reads them)."""
+        return [self._complete(model, read=False) for model in self._skeletons()]
+
+    def scan(
+        self,
+        on_model: Callable[[LibraryModel], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> _Models:
+        """Every model, reading the headers not known yet; ``on_model`` gets each one just read.
+
+        ``should_stop`` is asked before each read: when it says True the rest stay "unchecked".
+        """
+        models = self.list_cached()
+        try:
+            for index, model in enumerate(models):
+                if model.state != UNCHECKED:
+                    continue
+                if should_stop is not None and should_stop():
+                    break
+                models[index] = self._complete(model, read=True)
+                if on_model is not None:
+                    on_model(models[index])
+        finally:
+            header_cache.flush()
+        return models
 
     def get(self, key: str) -> LibraryModel | None:
-        return next((e for e in self.list() if e.key == key), None)
+        found = next((m for m in self._skeletons() if m.key == key), None)
+        return self._complete(found, read=True) if found is not None else None
 
     def loadable(self) -> _Models:
         return [e for e in self.list() if e.loadable]
 
     def find(self, name_or_path: str) -> LibraryModel | None:
-        """Resolve a CLI ``-m`` value: a path, a key, or a name (case-insensitive); None if unknown."""
+        """Resolve a CLI ``-m`` value: a path, a key, or a name (case-insensitive); None if unknown.
+
+        Only the models that match are read, so a lookup costs the same with 200 models as with one.
+        """
         wanted = name_or_path.strip()
-        entries = self.list()
+        entries = self._skeletons()
         for entry in entries:
             if entry.key == wanted:
-                return entry
+                return self._complete(entry, read=True)
         candidate = Path(wanted).expanduser()
-        if candidate.is_file():
-            resolved = candidate.resolve()
+        if wanted and regular_stat(candidate) is not None:
+            resolved = os.path.realpath(candidate)
             for entry in entries:
-                with contextlib.suppress(OSError):
-                    if entry.path.resolve() == resolved:
-                        return entry
-            return self._entry(
-                resolved,
-                key=f"file:{resolved}",
-                name=display_name(resolved.name),
-                source="imported",
-                in_place=True,
+                if os.path.realpath(entry.path) == resolved:
+                    return self._complete(entry, read=True)
+            path = Path(resolved)
+            loose = self._model(
+                path, key=f"file:{path}", name=display_name(path.name), source="imported", in_place=True
             )
+            return self._complete(loose, read=True)
         lowered = wanted.lower()
         for test in (
             lambda e: e.name.lower() == lowered,
@@ -217,15 +224,16 @@ class ModelLibrary:
         ):
             hits = [e for e in entries if test(e)]
             if hits:
-                return self._prefer(hits)
+                return self._prefer([self._complete(e, read=True) for e in hits])
         hits = [e for e in entries if lowered and lowered in e.name.lower()]
         if len(hits) > 1:
+            hits = [self._complete(e, read=True) for e in hits]
             loadable = [e for e in hits if e.loadable]
             if len(loadable) == 1:
                 return loadable[0]
             names = ", ".join(e.name for e in hits[:5])
             raise HubError(f"“{wanted}” matches several models ({names}): use the full name.", kind="library")
-        return hits[0] if hits else None
+        return self._complete(hits[0], read=True) if hits else None
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -237,48 +245,48 @@ class ModelLibrary:
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> LibraryModel:
-        """Add a GGUF file from elsewhere: registered where it is, or copied into the models folder."""
-        from ..engine import ModelFileError, inspect_gguf
+        """Add a GGUF file from elsewhere: registered where it is, or copied into the models folder.
 
+        Reads only the new file's header: the cost does not grow with the size of the library.
+        """
         source = Path(path).expanduser()
         try:
             source = source.resolve()
             inspect_gguf(source)
         except ModelFileError as exc:
             raise HubError(f"Can't import {source.name}: {exc}", kind="library") from exc
-        except OSError as exc:
-            raise HubError(f"Can't import {source}: {exc.strerror or exc}", kind="library") from exc
-        for entry in self.list():
-            with contextlib.suppress(OSError):
-                if entry.path.resolve() == source:
-                    return entry  # already in the library
+        except (OSError, RuntimeError) as exc:
+            raise HubError(f"Can't import {source}: {exc}", kind="library") from exc
+        existing = self._already_listed(source)
+        if existing is not None:
+            return existing
         target = source
         if copy:
-            target = self._copy_in(source, progress, cancel)
+            target = copy_in(source, self.models_dir, self.free_space, progress, cancel)
+        record = {
+            "path": str(target),
+            "copied": copy,
+            "original": str(source),
+            "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         with self._lock:
-            imports = self._load_imports()
-            imports.append(
-                {
-                    "path": str(target),
-                    "copied": copy,
-                    "original": str(source),
-                    "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                }
-            )
-            self._save_imports(imports)
-        added = self.get(f"imported:{target}")
-        if added is None:  # pragma: no cover - the file vanished between the copy and the listing
-            raise HubError(f"{target.name} disappeared while it was being imported.", kind="library")
-        return added
+            imports, problem = load_imports(self.paths.library_file)
+            self._save_imports([*(r.raw for r in imports), record], damaged=problem is not None)
+        added = ImportRecord(target, copy, parse_date(record["added"]), record)
+        model = self._complete(self._imported(added), read=True)
+        header_cache.flush()
+        return model
 
     def remove(self, key: str) -> LibraryModel:
         """Remove a model: delete downloaded or copied files, forget an in-place import.
 
-        The starter can't be removed; an in-place import's file is never deleted.
+        The starter can't be removed; an in-place import's file is never deleted, and nothing
+        outside the models folder is, whatever ``library.json`` says.
         """
-        entry = self.get(key)
-        if entry is None:
+        found = next((m for m in self._skeletons() if m.key == key), None)
+        if found is None:
             raise HubError(f"No model with key {key!r} in the library.", kind="library")
+        entry = self._complete(found, read=False)  # facts if known; the file itself is not read
         if entry.source == "starter":
             raise HubError("The starter model comes with LlamaDesk and can't be removed.", kind="library")
         if entry.source == "hf-cache":
@@ -289,238 +297,218 @@ class ModelLibrary:
             )
         if entry.source == "imported":
             with self._lock:
-                imports = [i for i in self._load_imports() if Path(i["path"]) != entry.path]
+                imports, problem = load_imports(self.paths.library_file)
                 if not entry.in_place:
                     self._delete_files(entry)
-                self._save_imports(imports)
+                kept = [r.raw for r in imports if r.path != entry.path]
+                self._save_imports(kept, damaged=problem is not None)
             return entry
         self._delete_files(entry)
         return entry
 
-    # -- internals -------------------------------------------------------------------------
+    # -- finding files (stat only) ---------------------------------------------------------
 
-    def _downloaded(self, skip: set[Path]) -> _Models:
-        root = self.models_dir
-        if not root.is_dir():
-            return []
-        found: _Models = []
-        for path in sorted(root.rglob("*")):
-            name = path.name
-            if not path.is_file() or path.resolve() in skip:
-                continue
-            lower = name.lower()
-            if lower.endswith(".gguf"):
-                part = split_part(name)
-                if part is not None and part.index != 1:
-                    continue
-                sidecar = read_sidecar(path) or {}
-                repo = sidecar.get("repo_id")
-                entry = self._entry(
-                    path,
-                    key=f"downloaded:{path.relative_to(root).as_posix()}",
-                    name=display_name(name),
-                    source="downloaded",
-                    repo_id=str(repo) if repo else None,
-                    added=_parse_date(sidecar.get("downloaded_at")) or _mtime(path),
-                )
-                found.append(replace(entry, **_origin(sidecar)))
-            elif lower.endswith(".gguf" + PART_SUFFIX):
-                final = path.with_name(name[: -len(PART_SUFFIX)])
-                part = split_part(final.name)
-                if (
-                    part is not None
-                    and part.index != 1
-                    and final.with_name(f"{part.stem}-00001-of-{part.count:05d}.gguf{PART_SUFFIX}").exists()
-                ):
-                    continue  # one entry per split download
-                size = sum(p.stat().st_size for p in path.parent.glob(f"{_split_glob(final)}{PART_SUFFIX}"))
-                repo_dir = path.relative_to(root).parts[0]
-                sidecar = read_sidecar(path) or {}
-                entry = LibraryModel(
-                    key=f"downloaded:{path.relative_to(root).as_posix()}",
-                    name=display_name(final.name),
-                    path=path,
-                    size=size,
-                    source="downloaded",
-                    repo_id=repo_dir.replace("__", "/", 1) if "__" in repo_dir else None,
-                    added=_mtime(path),
-                    state="partial",
-                    message="The download is not finished: resume it to continue where it stopped.",
-                    kind=file_kind(final.name),
-                    quantization=parse_quantization(final.name),
-                )
-                found.append(replace(entry, **_origin(sidecar)))
-        return found
+    def _skeletons(self) -> _Models:
+        """Every model as found on disk, facts not looked up yet: the starter first."""
+        head: _Models = []
+        starter = starter_model_path()
+        if starter is not None:
+            head.append(self._starter(starter))
+        imports, problem = load_imports(self.paths.library_file)
+        if problem:
+            self.warning = problem
+            log.warning("%s", problem)
+        skip = {os.path.realpath(r.path) for r in imports}
+        entries = self._downloaded(skip)
+        entries.extend(self._imported(record) for record in imports)
+        if self.scan_hf_cache:
+            entries.extend(self._hf_cache())
+        entries.sort(key=lambda e: (e.kind != "model", e.name.lower(), e.key))
+        return head + entries
 
-    def _hf_cache(self) -> _Models:
-        from huggingface_hub import scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-
-        cache = self.hf_cache_dir
-        if not cache.is_dir():
-            return []
-        try:
-            info = scan_cache_dir(cache)
-        except (CacheNotFound, OSError, ValueError) as exc:
-            log.info("could not scan the Hugging Face cache %s: %s", cache, exc)
-            return []
-        newest: dict[tuple[str, str], tuple[float, str, Path, int]] = {}
-        for repo in info.repos:
-            if repo.repo_type != "model":
-                continue
-            for revision in repo.revisions:
-                for file in revision.files:
-                    if not file.file_name.lower().endswith(".gguf"):
-                        continue
-                    relative = file.file_path.relative_to(revision.snapshot_path).as_posix()
-                    part = split_part(file.file_name)
-                    if part is not None and part.index != 1:
-                        continue
-                    key = (repo.repo_id, relative)
-                    if key not in newest or newest[key][0] < revision.last_modified:
-                        newest[key] = (
-                            revision.last_modified,
-                            revision.commit_hash,
-                            file.file_path,
-                            file.size_on_disk,
-                        )
-        entries = []
-        for (repo_id, relative), (modified, commit, path, _size) in sorted(newest.items()):
-            entries.append(
-                self._entry(
-                    path,
-                    key=f"hf-cache:{repo_id}/{relative}@{commit[:12]}",
-                    name=display_name(relative),
-                    source="hf-cache",
-                    repo_id=repo_id,
-                    added=datetime.fromtimestamp(modified, tz=timezone.utc),
-                )
-            )
-        return entries
-
-    def _entry(
+    def _model(
         self,
         path: Path,
         *,
         key: str,
         name: str,
         source: str,
-        repo_id: str | None = None,
         added: datetime | None = None,
-        in_place: bool = False,
+        status: os.stat_result | None = None,
+        **extra: Any,
     ) -> LibraryModel:
-        parts = _parts_of(path)
+        """An entry for ``path`` whose header is not looked at yet."""
         size = 0
-        for part in parts:
-            with contextlib.suppress(OSError):
-                size += part.stat().st_size
-        info, problem = self._inspect(path)
-        kind = file_kind(path.name)
-        quant = (
-            info.file_type
-            if info is not None and not info.file_type.startswith(("type", "unknown"))
-            else None
-        )
+        for index, part in enumerate(parts_of(path)):
+            part_status = status if index == 0 and status is not None else regular_stat(part)
+            size += part_status.st_size if part_status is not None else 0
+            if index == 0:
+                status = part_status
         return LibraryModel(
             key=key,
             name=name,
             path=path,
             size=size,
             source=source,
-            repo_id=repo_id,
-            added=added or _mtime(path),
-            state="ok" if problem is None else "broken",
-            message=problem,
-            kind=kind,
-            quantization=quant or parse_quantization(path.name),
-            in_place=in_place,
-            info=info,
+            added=added or mtime_of(status),
+            state=UNCHECKED,
+            kind=file_kind(path.name),
+            quantization=parse_quantization(path.name),
+            **extra,
         )
 
-    def _inspect(self, path: Path) -> tuple[GGUFInfo | None, str | None]:
-        """GGUF facts or the reason the file can't be used; cached until any part changes."""
-        from ..engine import ModelFileError, inspect_gguf
+    def _starter(self, path: Path) -> LibraryModel:
+        return self._model(path, key="starter", name=STARTER_MODEL_NAME, source="starter")
 
-        stamps: list[tuple[str, int, int]] = []
-        for part in _parts_of(path):
-            try:
-                stat = part.stat()
-                stamps.append((str(part), stat.st_size, stat.st_mtime_ns))
-            except OSError:
-                stamps.append((str(part), -1, -1))
-        cache_key = tuple(stamps)
-        with _FACTS_LOCK:
-            cached = _FACTS.get(cache_key)
-        if cached is not None:
-            return cached
-        try:
-            result: tuple[GGUFInfo | None, str | None] = (inspect_gguf(path), None)
-        except ModelFileError as exc:
-            result = (None, str(exc))
-        with _FACTS_LOCK:
-            if len(_FACTS) > 512:
-                _FACTS.clear()
-            _FACTS[cache_key] = result
-        return result
+    def _imported(self, record: ImportRecord) -> LibraryModel:
+        # A copy is made inside the models folder only: a "copied" record pointing anywhere else
+        # (a hand-edited library.json) is treated as the user's own file and never deleted.
+        copied = record.copied and is_inside(record.path, self.models_dir)
+        return self._model(
+            record.path,
+            key=f"imported:{record.path}",
+            name=display_name(record.path.name),
+            source="imported",
+            added=record.added,
+            in_place=not copied,
+        )
 
-    def _copy_in(
-        self, source: Path, progress: Callable[[int, int], None] | None, cancel: threading.Event | None
-    ) -> Path:
-        parts = _parts_of(source)
-        missing = [p for p in parts if not p.exists()]
-        if missing:
-            raise HubError(f"Can't import {source.name}: {missing[0].name} is missing.", kind="library")
-        sizes = {p: p.stat().st_size for p in parts}
-        total = sum(sizes.values())
-        folder = self.models_dir / IMPORTED_FOLDER / display_name(source.name)
-        suffix = 2
-        while folder.exists():
-            folder = folder.with_name(f"{display_name(source.name)}-{suffix}")
-            suffix += 1
-        free = self.free_space(folder)
-        if total > free:
-            raise HubError(
-                f"Not enough space: needs {format_size(total)}, have {format_size(free)} free in "
-                f"{self.models_dir}. Free some space, or import the file in place instead of copying it.",
-                kind="disk",
+    def _downloaded(self, skip: set[str]) -> _Models:
+        root = self.models_dir
+        if not root.is_dir():
+            return []
+        root_real = os.path.realpath(root)
+        found: _Models = []
+        for file in walk_models(root):
+            path = file.path
+            name = path.name
+            lower = name.lower()
+            if not (lower.endswith(".gguf") or lower.endswith(".gguf" + PART_SUFFIX)):
+                continue
+            if real_path_in(root_real, root, file) in skip:
+                continue
+            key = f"downloaded:{path.relative_to(root).as_posix()}"
+            if lower.endswith(".gguf"):
+                part = split_part(name)
+                if part is not None and part.index != 1:
+                    continue
+                sidecar = read_sidecar(path)
+                repo = sidecar.get("repo_id")
+                entry = self._model(
+                    path,
+                    key=key,
+                    name=display_name(name),
+                    source="downloaded",
+                    added=parse_date(sidecar.get("downloaded_at")),
+                    status=file.status,
+                    repo_id=repo if isinstance(repo, str) and repo else None,
+                )
+                found.append(replace(entry, **origin(sidecar)))
+                continue
+            final = path.with_name(name[: -len(PART_SUFFIX)])
+            part = split_part(final.name)
+            if (
+                part is not None
+                and part.index != 1
+                and final.with_name(f"{part.stem}-00001-of-{part.count:05d}.gguf{PART_SUFFIX}").exists()
+            ):
+                continue  # one entry per split download
+            size = 0
+            for piece in path.parent.glob(f"{split_glob(final)}{PART_SUFFIX}"):
+                with contextlib.suppress(OSError):
+                    size += piece.stat().st_size
+            repo_dir = path.relative_to(root).parts[0]
+            entry = LibraryModel(
+                key=key,
+                name=display_name(final.name),
+                path=path,
+                size=size,
+                source="downloaded",
+                repo_id=repo_dir.replace("__", "/", 1) if "__" in repo_dir else None,
+                added=mtime_of(file.status),
+                state="partial",
+                message="The download is not finished: resume it to continue where it stopped.",
+                kind=file_kind(final.name),
+                quantization=parse_quantization(final.name),
             )
-        folder.mkdir(parents=True)
-        done = 0
+            found.append(replace(entry, **origin(read_sidecar(path))))
+        return found
+
+    def _hf_cache(self) -> _Models:
+        cache = self.hf_cache_dir
+        if not cache.is_dir():
+            return []
+        return [
+            self._model(
+                file.path,
+                key=f"hf-cache:{file.repo_id}/{file.relative}@{file.commit[:12]}",
+                name=display_name(file.relative),
+                source="hf-cache",
+                repo_id=file.repo_id,
+                added=datetime.fromtimestamp(file.modified, tz=timezone.utc),
+            )
+            for file in hf_cache_files(cache)
+        ]
+
+    def _already_listed(self, source: Path) -> LibraryModel | None:
+        """The library's entry for the file ``source`` (resolved), found without listing everything."""
+        real = os.path.realpath(source)
+        starter = starter_model_path()
+        if starter is not None and os.path.realpath(starter) == real:
+            return self._complete(
+                self._model(starter, key="starter", name=STARTER_MODEL_NAME, source="starter")
+            )
+        imports, _ = load_imports(self.paths.library_file)
+        for record in imports:
+            if record.path == source or os.path.realpath(record.path) == real:
+                return self._complete(self._imported(record))
+        if is_inside(source, self.models_dir) or (
+            self.scan_hf_cache and is_inside(source, self.hf_cache_dir)
+        ):
+            for entry in self._skeletons():  # a file LlamaDesk (or another tool) downloaded
+                if entry.source != "imported" and os.path.realpath(entry.path) == real:
+                    return self._complete(entry)
+        return None
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def _complete(self, model: LibraryModel, *, read: bool = True) -> LibraryModel:
+        """``model`` with its GGUF facts, or why it can't be used; unchanged if not read and unknown."""
+        if model.state != UNCHECKED:
+            return model
         try:
-            for part in parts:
-                target = folder / part.name
-                temp = target.with_name(target.name + PART_SUFFIX)
-                with part.open("rb") as src, temp.open("wb") as dst:
-                    while chunk := src.read(8 << 20):
-                        if cancel is not None and cancel.is_set():
-                            raise HubError("Import cancelled.", kind="cancelled")
-                        dst.write(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, total)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                if not temp.stat().st_size == part.stat().st_size == sizes[part]:  # changed while copied
-                    raise HubError(
-                        f"Can't import {source.name}: the file changed while it was being copied. Try again.",
-                        kind="library",
-                    )
-                os.replace(temp, target)
-        except (HubError, OSError) as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(exc, HubError):
-                raise
-            raise HubError(f"Can't copy {source.name}: {exc.strerror or exc}", kind="disk") from exc
-        return folder / source.name
+            info = inspect_gguf(model.path) if read else inspect_gguf_cached(model.path)
+        except ModelFileError as exc:
+            return replace(model, state="broken", message=str(exc))
+        except Exception as exc:  # one bad file must never take the whole list down
+            log.exception("reading %s failed", model.path)
+            return replace(model, state="broken", message=f"{model.path.name} can't be read ({exc}).")
+        if info is None:
+            return model
+        quant = info.file_type if not info.file_type.startswith(("type", "unknown")) else None
+        return replace(model, state="ok", info=info, quantization=quant or model.quantization)
+
+    @staticmethod
+    def _prefer(hits: _Models) -> LibraryModel:
+        return next((e for e in hits if e.loadable), hits[0])
+
+    # -- files -------------------------------------------------------------------------------
 
     def _delete_files(self, entry: LibraryModel) -> None:
+        """Delete a model's files, refusing any that lie outside the models folder."""
         if entry.state == "partial":
-            targets = list(entry.path.parent.glob(f"{_split_glob(entry.path.with_suffix(''))}{PART_SUFFIX}"))
+            targets = list(entry.path.parent.glob(f"{split_glob(entry.path.with_suffix(''))}{PART_SUFFIX}"))
             targets = targets or [entry.path]
-            targets += [sidecar_path(p) for p in targets]
         else:
-            targets = [p for p in _parts_of(entry.path)]
-            targets += [sidecar_path(p) for p in targets]
+            targets = parts_of(entry.path)
+        targets += [sidecar_path(p) for p in targets]
+        outside = [t for t in targets if not is_inside(t, self.models_dir)]
+        if outside:
+            raise HubError(
+                f"{outside[0]} is outside the models folder ({self.models_dir}); LlamaDesk only deletes "
+                "files it downloaded or copied there.",
+                kind="library",
+            )
         try:
             for target in targets:
                 target.unlink(missing_ok=True)
@@ -536,64 +524,19 @@ class ModelLibrary:
                 break
             folder = folder.parent
 
-    @staticmethod
-    def _prefer(hits: _Models) -> LibraryModel:
-        return next((e for e in hits if e.loadable), hits[0])
+    def _save_imports(self, imports: _Records, *, damaged: bool = False) -> None:
+        """Write ``library.json``; a file that could not be read is kept beside it, not overwritten."""
+        import json
 
-    def _load_imports(self) -> _Records:
-        path = self.paths.library_file
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            self.warning = (
-                f"The model library file {path} could not be read ({exc}); imported models are hidden."
-            )
-            log.warning("%s", self.warning)
-            return []
-        items = data.get("imports") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            return []
-        return [i for i in items if isinstance(i, dict) and isinstance(i.get("path"), str)]
+        from ..files import atomic_write_text
 
-    def _save_imports(self, imports: _Records) -> None:
+        file = self.paths.library_file
         text = json.dumps({"version": LIBRARY_VERSION, "imports": imports}, indent=2) + "\n"
         try:
-            atomic_write_text(self.paths.library_file, text)
+            if damaged and regular_stat(file) is not None:
+                os.replace(file, file.with_name(file.name + ".damaged"))
+            atomic_write_text(file, text)
         except OSError as exc:
             raise HubError(
-                f"Can't save the model library to {self.paths.library_file}: {exc.strerror or exc}",
-                kind="library",
+                f"Can't save the model library to {file}: {exc.strerror or exc}", kind="library"
             ) from exc
-
-
-def _split_glob(final: Path) -> str:
-    """A glob for every part of the split model ``final`` belongs to (or just its name)."""
-    match = SPLIT_RE.match(final.name if final.name.endswith(".gguf") else final.name + ".gguf")
-    if not match:
-        return glob.escape(final.name)
-    return f"{glob.escape(match['stem'])}-?????-of-{match['count']}.gguf"
-
-
-def _origin(record: dict[str, object]) -> dict[str, Any]:
-    """LibraryModel fields from a download's sidecar record (nothing when there is none)."""
-    fields: dict[str, Any] = {}
-    if isinstance(record.get("repo_id"), str):
-        fields["repo_id"] = record["repo_id"]
-    if isinstance(record.get("revision"), str):
-        fields["revision"] = record["revision"]
-    parts = record.get("parts")
-    if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
-        fields["repo_files"] = tuple(parts)
-    return fields
-
-
-def _parse_date(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
