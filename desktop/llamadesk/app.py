@@ -82,17 +82,26 @@ def create_main_window(home: Path | None = None) -> MainWindow:
     if warnings:
         window.banner.show_message(" ".join(warnings), "warning")
     # Started from the event loop so the scan's imports don't compete with the first paint.
-    QTimer.singleShot(0, window.start_library_scan)
+    QTimer.singleShot(0, window.models.start_library_scan)
     return window
+
+
+def report_uncaught_errors(window: MainWindow) -> None:
+    """Log an exception that escapes any thread (with its traceback) and show it in ``window``'s
+    banner, instead of a silent failure or a lost traceback."""
+    from .logs import install_excepthooks
+
+    install_excepthooks(on_error=window.report_error)  # report_error is safe from any thread
 
 
 def run_app(argv: list[str] | None = None) -> int:
     """Create the application, show the window and run until it closes."""
     from PySide6.QtWidgets import QApplication
 
+    from .logs import close_logging, setup_logging, uninstall_excepthooks
     from .ui.resources import icon
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(get_paths().log_dir)  # a folder that can't be written logs to stderr instead
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
@@ -101,5 +110,10 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("io.github.llamadesk.LlamaDesk")
     app.setWindowIcon(icon("llamadesk"))
     window = create_main_window()
+    report_uncaught_errors(window)
     window.show()
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        uninstall_excepthooks()
+        close_logging()

@@ -212,7 +212,7 @@ def test_escape_in_a_rename_cancels_the_rename_not_the_reply(
     assert window.generating  # the reply goes on
     assert window.store.get_conversation(other.id).title == "Other chat"
     with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
-        window.stop()
+        window.replies.stop()
 
 
 def test_conversation_being_written_cannot_be_deleted_or_edited(
@@ -227,14 +227,14 @@ def test_conversation_being_written_cannot_be_deleted_or_edited(
 
     window.sidebar.confirm_delete(conversation)  # the sidebar's right-click "Delete…"
     assert window.banner.kind == "info" and "stop it before deleting" in window.banner.text()
-    window.edit_message(user.id, "Something else")
+    window.replies.edit_message(user.id, "Something else")
     assert "before you edit" in window.banner.text()
-    window.step_branch(user.id, 1)
+    window.replies.step_branch(user.id, 1)
     assert window.generating and window.store.count_conversations() == 1
     assert window.store.active_path(conversation)[0].content == user.content
 
     with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
-        window.stop()
+        window.replies.stop()
     assert window.store.active_path(conversation)[-1].status == "stopped"
 
 
@@ -248,7 +248,7 @@ def test_reply_failing_inside_llama_cpp_is_kept_as_failed(
     write_settings(llamadesk_home, max_tokens=64)
     window = make_window()
     load_starter(qtbot, window, starter_model)
-    llm = window.controller._worker.engine._require()
+    llm = window.controller.service.engine._require()
     original, calls = llm.eval, [0]
 
     def eval_then_fail(tokens: list[int]) -> None:  # like a GPU running out of memory mid-reply
@@ -309,12 +309,12 @@ def test_edit_user_message_makes_a_branch(
     send(qtbot, window, "What is 2 + 2?")
     user = window.store.active_path(current(window))[0]
     with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
-        window.edit_message(user.id, "What is 3 + 3?")
+        window.replies.edit_message(user.id, "What is 3 + 3?")
     path = window.store.active_path(current(window))
     assert [m.role for m in path] == ["user", "assistant"]
     assert path[0].content == "What is 3 + 3?" and (path[0].sibling_index, path[0].sibling_count) == (2, 2)
     assert path[1].status == "complete"
-    window.step_branch(path[0].id, -1)
+    window.replies.step_branch(path[0].id, -1)
     assert window.store.active_path(current(window))[0].content == "What is 2 + 2?"
 
 
@@ -336,9 +336,11 @@ def test_new_chat_search_rename_delete(qtbot: QtBot, make_window: MakeWindow, ll
     with store.batch():
         for number in range(450):
             conversation = store.create_conversation()
-            store.add_message(conversation.id, "user", f"question number {number} about apples")
+            store.add_message(
+                conversation.id, "user", f"question number {number} about apples", parent_id=None
+            )
     special = store.create_conversation()
-    store.add_message(special.id, "user", "How do zebras sleep?")
+    store.add_message(special.id, "user", "How do zebras sleep?", parent_id=None)
     store.close()
 
     window = make_window()
@@ -404,9 +406,9 @@ def test_restart_restores_conversation_draft_and_layout(
     paths = get_paths(llamadesk_home).ensure()
     store = ConversationStore(paths.database_file)
     first = store.create_conversation(system_prompt="Be brief.")
-    store.add_message(first.id, "user", "first conversation")
+    store.add_message(first.id, "user", "first conversation", parent_id=None)
     second = store.create_conversation()
-    store.add_message(second.id, "user", "second conversation")
+    store.add_message(second.id, "user", "second conversation", parent_id=None)
     store.close()
 
     window = make_window()
@@ -460,7 +462,7 @@ def test_model_preset_applied_on_load(
 ) -> None:
     write_settings(llamadesk_home)
     window = make_window()
-    key = window.model_key(starter_model)
+    key = window.models.model_key(starter_model)
     window.close()
     preset = ModelPreset()
     preset.runtime.n_ctx = 1024
@@ -470,7 +472,7 @@ def test_model_preset_applied_on_load(
     window = make_window()
     load_starter(qtbot, window, starter_model)
     assert window.controller.loaded is not None and window.controller.loaded.n_ctx == 1024
-    assert window.generation_settings().max_tokens == 2
+    assert window.replies.generation_settings().max_tokens == 2
     send(qtbot, window, "Count to twenty.")
     stats = window.store.active_path(current(window))[-1].stats
     assert stats is not None
@@ -486,7 +488,7 @@ def test_corrupt_model_shows_banner_and_keeps_draft(
     bad = tmp_path / "broken-model.gguf"
     bad.write_bytes(b"this is not a model" * 1000)
     window.composer.set_text("my precious draft")
-    window.open_model_file(bad)
+    window.models.open_model_file(bad)
     qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=LOAD_TIMEOUT)
     assert window.banner.kind == "error"
     assert "broken-model.gguf" in window.banner.text() or "GGUF" in window.banner.text()
@@ -544,8 +546,8 @@ def test_exports_get_file_names_every_system_accepts(
 
     window = make_window()
     conversation = window.store.create_conversation(title='Plan: a/b "fix" <now>?')
-    window.store.add_message(conversation.id, "user", "Hello")
-    window.open_conversation(conversation.id)
+    window.store.add_message(conversation.id, "user", "Hello", parent_id=None)
+    window.conversations.open_conversation(conversation.id)
     suggested: list[str] = []
     target = tmp_path / "out.md"
     target.write_text("an older export", encoding="utf-8")
@@ -555,7 +557,7 @@ def test_exports_get_file_names_every_system_accepts(
         return str(target), ""
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
-    window.ask_export_conversation()
+    window.conversations.ask_export_conversation()
     assert suggested == ["Plan- a-b -fix- -now--.md"]
     assert "Hello" in target.read_text(encoding="utf-8")  # replaced, not appended to
     if os.name == "posix":
@@ -563,7 +565,9 @@ def test_exports_get_file_names_every_system_accepts(
 
     folder = tmp_path / "all"
     folder.mkdir()
-    assert window.export_all(folder) == 1
+    with qtbot.waitSignal(window.conversations.exportFinished, timeout=10_000) as exported:
+        window.conversations.export_all(folder)  # in the background
+    assert exported.args[0] == 1
     names = [p.name for p in folder.iterdir()]
     assert names == [f"{conversation.id:05d} Plan- a-b -fix- -now--.md"]
 
@@ -664,10 +668,15 @@ def test_long_conversation_leaves_out_its_oldest_turns_without_hiding_a_warning(
     assert window.banner.kind == "warning" and "only until LlamaDesk closes" in warning
     conversation = window.store.create_conversation(system_prompt="Be brief.")
     long = "llamas are fond of mountains " * 20
+    parent: int | None = None
     for number in range(5):
-        window.store.add_message(conversation.id, "user", f"Question {number}: {long}")
-        window.store.add_message(conversation.id, "assistant", f"Answer {number}: {long}")
-    window.open_conversation(conversation.id)
+        question = window.store.add_message(
+            conversation.id, "user", f"Question {number}: {long}", parent_id=parent
+        )
+        parent = window.store.add_message(
+            conversation.id, "assistant", f"Answer {number}: {long}", parent_id=question.id
+        ).id
+    window.conversations.open_conversation(conversation.id)
     load_starter(qtbot, window, starter_model)
 
     send(qtbot, window, "Hi")
@@ -699,12 +708,12 @@ def test_an_edit_refused_because_a_load_began_is_kept(
     def edit_while_a_load_begins(_parent: object, _title: str, _label: str, text: str) -> tuple[str, bool]:
         shown.append(text)
         if len(shown) == 1:
-            window.load_model(starter_model, confirm=False)  # the model reloads meanwhile
+            window.models.load_model(starter_model, confirm=False)  # the model reloads meanwhile
         return "What is 3 + 3?", True
 
     monkeypatch.setattr(QInputDialog, "getMultiLineText", edit_while_a_load_begins)
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=LOAD_TIMEOUT):
-        window.ask_edit_message(user.id)
+        window.replies.ask_edit_message(user.id)
     assert "Your edit is kept" in window.banner.text()
     assert window.store.active_path(current(window))[0].content == "What is 2 + 2?"
     with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):

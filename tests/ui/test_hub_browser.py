@@ -89,15 +89,15 @@ def window(qtbot: QtBot, llamadesk_home: Path) -> Iterator[MainWindow]:
     main = create_main_window(llamadesk_home)
     qtbot.addWidget(main)
     main.show()
-    qtbot.waitUntil(lambda: main.library_ready, timeout=HUB_TIMEOUT)
+    qtbot.waitUntil(lambda: main.models.library_ready, timeout=HUB_TIMEOUT)
     yield main
     main.close()
 
 
 def open_browser(qtbot: QtBot, window: MainWindow) -> HubBrowser:
     """Open Discover through the real action and wait for the first page of results."""
-    window.browse_action.trigger()
-    browser = window.hub_browser
+    window.commands.browse_action.trigger()
+    browser = window.hub.hub_browser
     assert browser is not None and browser.isVisible()
     assert browser.objectName() == "hubBrowser" and browser.accessibleName() == "Discover models"
     qtbot.waitUntil(
@@ -218,7 +218,7 @@ def test_download_appears_in_picker_and_chats(
     browser = open_browser(qtbot, window)
     pick_repo(qtbot, browser, STARTER_REPO)
     seen: list[str] = []
-    manager = window.download_manager()
+    manager = window.hub.download_manager()
     manager.progressChanged.connect(lambda _id, p: seen.append(p.state.value))
     task = start_download(qtbot, browser, "SmolLM2-135M-Instruct.Q4_1")
     row = browser.downloads_panel.row(task.id)
@@ -230,8 +230,9 @@ def test_download_appears_in_picker_and_chats(
     assert "downloading" in seen and seen.count("downloading") >= 2
     assert row.bar.value() == 1000 and row.status.text().startswith("Done")
     assert not row.cancel_button.isVisible()
-    # It is in the model picker at once, and it chats.
+    # It is in the model picker once the list is read again, and it chats.
     picker = window.model_picker
+    qtbot.waitUntil(lambda: picker.index_of(path) > 0, timeout=HUB_TIMEOUT)
     index = picker.index_of(path)
     assert index > 0
     assert window.banner.isVisible() and "downloaded" in window.banner.text()
@@ -259,7 +260,7 @@ def test_cancel_a_download(qtbot: QtBot, hub: FakeHub, window: MainWindow) -> No
     assert row is not None
     qtbot.waitUntil(lambda: "Downloading" in row.status.text(), timeout=HUB_TIMEOUT)
     assert " of " in row.status.text()  # bytes done of total
-    manager = window.download_manager()
+    manager = window.hub.download_manager()
     with qtbot.waitSignal(manager.taskFinished, timeout=HUB_TIMEOUT):
         qtbot.mouseClick(row.cancel_button, Qt.MouseButton.LeftButton)
     assert task.state is DownloadState.CANCELLED and not task.running
@@ -306,9 +307,10 @@ def test_offline_shows_a_message_and_the_app_keeps_working(
     assert "Can't reach the Hugging Face Hub" in message and "keeps working" in message
     assert "Traceback" not in message and browser.results.rowCount() == 0
     # The rest of the app is unaffected.
-    window.refresh_models()
+    with qtbot.waitSignal(window.models.modelsListed, timeout=HUB_TIMEOUT):
+        window.models.refresh_models()
     assert window.model_picker.index_of(starter_model) > 0
-    window.new_chat_action.trigger()
+    window.commands.new_chat_action.trigger()
     assert window.isVisible() and not window.banner.isVisible()
 
 
@@ -322,7 +324,7 @@ def test_gated_repo_says_what_to_do(qtbot: QtBot, hub: FakeHub, window: MainWind
     )
     assert f"href='{url}'" in browser.message.text() or f'href="{url}"' in browser.message.text()
     # Trying anyway fails with the same advice on the download row.
-    manager = window.download_manager()
+    manager = window.hub.download_manager()
     with qtbot.waitSignal(manager.downloadFailed, timeout=HUB_TIMEOUT) as failed:
         start_download(qtbot, browser, "Gated-Q4_0")
     row = browser.downloads_panel.row(failed.args[0])
@@ -331,8 +333,8 @@ def test_gated_repo_says_what_to_do(qtbot: QtBot, hub: FakeHub, window: MainWind
 
 
 def open_library(window: MainWindow) -> ModelLibraryPage:
-    window.my_models_action.trigger()
-    page = window.model_library_page
+    window.commands.my_models_action.trigger()
+    page = window.hub.model_library_page
     assert page is not None and page.isVisible() and page.objectName() == "modelLibrary"
     return page
 
@@ -357,13 +359,14 @@ def test_my_models_import_and_delete(
     row = page.table.row_of(model.key)
     assert row >= 0 and page.table.data(page.table.index(row, 6)) == "Ready"
     assert "in place" in page.table.data(page.table.index(row, 3))
-    assert window.model_picker.index_of(own) > 0  # the main window's list follows
+    # The main window's list follows.
+    qtbot.waitUntil(lambda: window.model_picker.index_of(own) > 0, timeout=HUB_TIMEOUT)
 
     monkeypatch.setattr(page, "confirm", lambda _title, _text: True)
     assert page.select(model.key) and page.delete_button.isEnabled()
     qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
     assert page.table.row_of(model.key) < 0 and own.exists()  # forgotten; the user's file is kept
-    assert window.model_picker.index_of(own) < 0
+    qtbot.waitUntil(lambda: window.model_picker.index_of(own) < 0, timeout=HUB_TIMEOUT)
 
     # A copied import lives in the models folder, and deleting it frees the space.
     with qtbot.waitSignal(page.importFinished, timeout=HUB_TIMEOUT) as imported:
@@ -437,7 +440,7 @@ def test_the_loaded_model_is_not_deleted_even_when_loaded_through_a_link(
     link.symlink_to(copied.path)
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=HUB_TIMEOUT)
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
-        window.load_model(link, confirm=False)
+        window.models.load_model(link, confirm=False)
     monkeypatch.setattr(page, "confirm", lambda _title, _text: True)
     assert page.select(copied.key)
     assert not page.delete_selected()
@@ -459,7 +462,8 @@ def test_broken_file_is_listed_as_broken(
     with qtbot.assertNotEmitted(page.loadRequested):
         page.load_selected()
     assert page.message_text().startswith("Broken-Q4_0 can't be loaded")
-    window.refresh_models()
+    with qtbot.waitSignal(window.models.modelsListed, timeout=HUB_TIMEOUT):
+        window.models.refresh_models()
     entry = next(e for e in window.model_picker.entries() if e.path == bad)
     assert not entry.ok
 
@@ -486,7 +490,7 @@ def test_resume_a_download_left_from_last_time(
     partial = next(m for m in page.models() if m.state == "partial")
     assert page.select(partial.key) and not page.load_button.isEnabled()
     assert page.resume_button.isVisibleTo(page)
-    manager = window.download_manager()
+    manager = window.hub.download_manager()
     with qtbot.waitSignal(manager.downloadFinished, timeout=DOWNLOAD_TIMEOUT) as finished:
         qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
     assert Path(finished.args[0]) == models_dir / "test__Tiny-GGUF" / "Tiny-Q8_0.gguf"
@@ -517,7 +521,7 @@ def test_dropping_a_gguf_file_imports_it(qtbot: QtBot, window: MainWindow, tmp_p
     assert enter.isAccepted()
     window.dropEvent(event)
     assert event.isAccepted()
-    assert window.model_picker.index_of(own) > 0
+    qtbot.waitUntil(lambda: window.model_picker.index_of(own) > 0, timeout=HUB_TIMEOUT)
     assert "Added Dropped-Q4_0" in window.banner.text()
 
 
@@ -536,7 +540,7 @@ def test_my_models_follows_a_running_download_and_deleting_it_cancels_it(
     assert page.select(partial.key)
     assert not page.resume_button.isVisibleTo(page)
 
-    manager = window.download_manager()
+    manager = window.hub.download_manager()
     with qtbot.waitSignal(manager.taskFinished, timeout=HUB_TIMEOUT):
         assert page.delete_selected(confirm=False)
     assert task.state is DownloadState.CANCELLED and not task.running
@@ -584,7 +588,7 @@ def test_closing_discover_mid_search_still_shows_the_results(
     with qtbot.waitSignal(browser.searchFinished, timeout=HUB_TIMEOUT):
         browser.search()
         browser.close()
-    window.browse_action.trigger()
+    window.commands.browse_action.trigger()
     assert browser.isVisible()
     assert [r.repo_id for r in browser.results.repos] == ["other/Extra-0-GGUF", "other/Extra-1-GGUF"]
     assert browser.status_label.text().startswith("2 models")

@@ -33,7 +33,7 @@ def window(qtbot: QtBot, llamadesk_home: Path) -> Iterator[MainWindow]:
     main = create_main_window(llamadesk_home)
     qtbot.addWidget(main)
     main.show()
-    qtbot.waitUntil(lambda: main.library_ready, timeout=30_000)
+    qtbot.waitUntil(lambda: main.models.library_ready, timeout=30_000)
     yield main
     main.close()
 
@@ -46,7 +46,7 @@ def test_template_override_reloads_and_persists(
     assert starter is not None
     if window.controller.loaded is None:
         with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
-            window.load_model(starter)
+            window.models.load_model(starter)
     assert window.controller.loaded is not None
     assert window.controller.loaded.chat_format.template != PLAIN
 
@@ -60,13 +60,13 @@ def test_template_override_reloads_and_persists(
 
     QTimer.singleShot(0, edit)
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000) as reloaded:
-        window.template_action.trigger()
+        window.commands.template_action.trigger()
     assert reloaded.args[0].chat_format.template == PLAIN
     saved = SettingsStore(get_paths(llamadesk_home).settings_file).load()
     assert list(saved.template_overrides.values()) == [PLAIN]
 
     with qtbot.waitSignal(window.controller.contextPrepared, timeout=60_000) as prepared:
-        window.send("Hi")
+        window.replies.send("Hi")
     assert prepared.args[0].prompt.startswith("system: ")
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
 
@@ -114,16 +114,16 @@ def test_too_large_model_warns_and_offers_a_context_that_fits(
     _tight_ram(monkeypatch, 400_000_000)
 
     with qtbot.assertNotEmitted(window.controller.modelLoading):
-        assert not window.load_model(starter)
-        box = window.fit_warning
+        assert not window.models.load_model(starter)
+        box = window.models.fit_warning
         assert box is not None
         qtbot.waitUntil(box.isVisible)
         assert "8,192 tokens" in box.text() and "0.5 GB" in box.text()
         qtbot.mouseClick(box.button(box.StandardButton.Cancel), Qt.MouseButton.LeftButton)
-    assert window.fit_warning is None
+    assert window.models.fit_warning is None
 
-    window.load_model(starter)
-    box = window.fit_warning
+    window.models.load_model(starter)
+    box = window.models.fit_warning
     assert box is not None
     qtbot.waitUntil(box.isVisible)
     smaller = box.findChild(QPushButton, "loadSmallerContextButton")
@@ -143,37 +143,37 @@ def test_cancelling_a_load_is_quiet_and_leaves_no_model(qtbot: QtBot, window: Ma
     starter = starter_model_path()
     assert starter is not None
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
-    window.unload_model()
+    window.models.unload_model()
     qtbot.waitUntil(lambda: window.controller.loaded is None, timeout=10_000)
 
     # Hold the load at its first progress report (on the inference thread) until Cancel is clicked,
     # so the click always lands mid-load however fast this machine is.
     clicked = threading.Event()
-    hold = window.controller._worker.loadProgress.connect(
+    hold = window.controller.loadProgress.connect(
         lambda _value: clicked.wait(10), Qt.ConnectionType.DirectConnection
     )
     with qtbot.waitSignal(window.controller.modelLoadFailed, timeout=60_000) as failed:
-        assert window.load_model(starter, confirm=False)
+        assert window.models.load_model(starter, confirm=False)
         cancel = window.load_progress.cancel_button
         qtbot.waitUntil(cancel.isVisible)  # shown in the toolbar, laid out, clickable
         assert cancel.isEnabled() and cancel.width() > 20
         qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
         clicked.set()
-    window.controller._worker.loadProgress.disconnect(hold)
+    window.controller.loadProgress.disconnect(hold)
     assert "cancelled" in failed.args[0]
     assert window.controller.loaded is None
     qtbot.waitUntil(lambda: not window.load_progress.isVisible())
     assert window.banner.kind == "info" and "cancelled" in window.banner.text()
 
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):  # the next load is not cancelled
-        window.load_model(starter, confirm=False)
+        window.models.load_model(starter, confirm=False)
 
 
 def test_preferences_ok_keeps_template_overrides_and_updates_downloads(
     qtbot: QtBot, window: MainWindow, llamadesk_home: Path, tmp_path: Path
 ) -> None:
     window.settings = window.settings.model_copy(update={"template_overrides": {"some-model": PLAIN}})
-    downloads = window.download_manager()  # as if Discover were already open
+    downloads = window.hub.download_manager()  # as if Discover were already open
     assert downloads.downloader._token is None
 
     dialog = window.open_preferences()
@@ -189,7 +189,7 @@ def test_preferences_ok_keeps_template_overrides_and_updates_downloads(
     assert saved.generation.temperature == 0.5
     assert saved.template_overrides == window.settings.template_overrides == {"some-model": PLAIN}
     assert downloads.downloader._token == "hf_new"  # the next gated download uses it at once
-    assert downloads.downloader.models_dir == window.library.models_dir == tmp_path / "elsewhere"
+    assert downloads.downloader.models_dir == window.models.library.models_dir == tmp_path / "elsewhere"
 
 
 def _starter_loaded(qtbot: QtBot, window: MainWindow) -> Path:
@@ -199,7 +199,7 @@ def _starter_loaded(qtbot: QtBot, window: MainWindow) -> Path:
     qtbot.waitUntil(lambda: not window.controller.busy, timeout=60_000)
     if window.controller.loaded is None:
         with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000):
-            window.load_model(starter, confirm=False)
+            window.models.load_model(starter, confirm=False)
     return starter
 
 
@@ -220,19 +220,21 @@ def test_fit_labels_and_warnings_count_the_memory_switching_frees(
 
     # The picker says what loading would say: this context does not fit in what is free.
     window.controller.loaded = dataclasses.replace(loaded, ram_used=0)
-    window.refresh_models()
+    with qtbot.waitSignal(window.models.modelsListed, timeout=60_000):
+        window.models.refresh_models()
     assert "Fits with ≤" in _starter_entry(window) and "tokens of context" in _starter_entry(window)
-    assert not window.load_model(starter)
-    assert window.fit_warning is not None
-    window.fit_warning.reject()
+    assert not window.models.load_model(starter)
+    assert window.models.fit_warning is not None
+    window.models.fit_warning.reject()
 
     # The loaded model's memory comes back when it is replaced, so the same load fits.
     window.controller.loaded = dataclasses.replace(loaded, ram_used=400_000_000)
-    window.refresh_models()
+    with qtbot.waitSignal(window.models.modelsListed, timeout=60_000):
+        window.models.refresh_models()
     assert "Fits in RAM" in _starter_entry(window)
     with qtbot.waitSignal(window.controller.modelLoaded, timeout=60_000) as done:
-        assert window.load_model(starter)
-    assert window.fit_warning is None and done.args[0].n_ctx == 8192
+        assert window.models.load_model(starter)
+    assert window.models.fit_warning is None and done.args[0].n_ctx == 8192
 
 
 @pytest.mark.model

@@ -46,7 +46,7 @@ def test_confirming_the_same_title_keeps_it_automatic(
     qtbot: QtBot, store: ConversationStore, sidebar: Sidebar
 ) -> None:
     conversation = store.create_conversation()
-    first = store.add_message(conversation.id, "user", "How do zebras sleep?")
+    first = store.add_message(conversation.id, "user", "How do zebras sleep?", parent_id=None)
     sidebar.refresh()
     editor = open_editor(qtbot, sidebar, 0)
     assert editor.text() == "How do zebras sleep?"
@@ -59,7 +59,7 @@ def test_confirming_the_same_title_keeps_it_automatic(
 
 def test_escape_cancels_an_in_place_rename(qtbot: QtBot, store: ConversationStore, sidebar: Sidebar) -> None:
     conversation = store.create_conversation()
-    store.add_message(conversation.id, "user", "Original question")
+    store.add_message(conversation.id, "user", "Original question", parent_id=None)
     sidebar.refresh()
     editor = open_editor(qtbot, sidebar, 0)
     editor.selectAll()
@@ -76,7 +76,7 @@ def test_empty_list_says_why(qtbot: QtBot, store: ConversationStore, sidebar: Si
     assert "No conversations yet" in sidebar.empty_label.text()
 
     conversation = store.create_conversation()
-    store.add_message(conversation.id, "user", "apples and pears")
+    store.add_message(conversation.id, "user", "apples and pears", parent_id=None)
     sidebar.refresh()
     assert not sidebar.empty_label.isVisible()
 

@@ -35,7 +35,9 @@ def store(tmp_path: Path) -> Iterator[ConversationStore]:
         with opened.batch():
             for number in range(COUNT):
                 conversation = opened.create_conversation()
-                opened.add_message(conversation.id, "user", f"question {number} about a rather long topic")
+                opened.add_message(
+                    conversation.id, "user", f"question {number} about a rather long topic", parent_id=None
+                )
         yield opened
 
 
@@ -68,7 +70,9 @@ def test_search_hits_keep_their_snippet_line(qtbot: QtBot, store: ConversationSt
     sidebar.resize(280, 600)
     sidebar.show()
     store.rename_conversation(1, "Zebra notes")
-    store.add_message(2, "assistant", "Zebras sleep standing up.")
+    store.add_message(
+        2, "assistant", "Zebras sleep standing up.", parent_id=store.get_conversation(2).active_leaf_id
+    )
     sidebar.search.setText("zebra")
     qtbot.keyClick(sidebar.search, Qt.Key.Key_Return)
     assert sidebar.model.rowCount() == 2

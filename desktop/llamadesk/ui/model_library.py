@@ -45,8 +45,9 @@ from PySide6.QtWidgets import (
 
 from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
-from .hub_browser import short_number
-from .hub_worker import DownloadManager, HubTasks
+from .hub_tables import short_number
+from .hub_worker import DownloadManager
+from .tasks import TaskRunner
 
 if TYPE_CHECKING:
     from ..hub import DownloadTask, LibraryModel, ModelLibrary
@@ -181,7 +182,7 @@ class ModelLibraryPage(QDialog):
         self.library = library
         self.downloads = downloads
         self._loaded_path = loaded_path
-        self.tasks = HubTasks(self, max_threads=1)
+        self.tasks = TaskRunner(self, max_threads=1, name="import")
         self._import_cancel = threading.Event()
         self._importing = ""
         self._build()
@@ -563,9 +564,10 @@ class ModelLibraryPage(QDialog):
     def message_text(self) -> str:
         return "" if self.message.isHidden() else html.unescape(self.message.text())
 
-    def shutdown(self) -> None:
-        self._import_cancel.set()  # a running copy stops (its partial file is removed): quitting is quick
-        self.tasks.shutdown()
+    def shutdown(self, timeout_s: float = 1.0) -> None:
+        """At app exit: stop a running copy and give it ``timeout_s`` to remove its partial file."""
+        self._import_cancel.set()  # a running copy stops within a chunk: quitting is quick
+        self.tasks.shutdown(timeout_s)
 
 
 def _same_file(a: Path, b: Path) -> bool:

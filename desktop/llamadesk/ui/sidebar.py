@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ..chat.store import Conversation, ConversationStore, StoreError
 from .resources import icon
+from .store_signals import StoreSignals
 
 PAGE_SIZE = 200
 ID_ROLE = Qt.ItemDataRole.UserRole
@@ -122,9 +123,6 @@ class ConversationListModel(QAbstractListModel):
         self._items.extend(page)
         self.endInsertRows()
 
-    def loaded_count(self) -> int:
-        return len(self._items)
-
     # -- reading
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt override)
@@ -158,15 +156,29 @@ class ConversationListModel(QAbstractListModel):
     def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
-        conversation = self._items[index.row()]
+        row = index.row()
+        conversation = self._items[row]
         try:
             updated = self._store.rename_conversation(conversation.id, str(value))
         except StoreError as exc:
             self.storeFailed.emit(str(exc))
             return False
-        self._items[index.row()] = updated
-        self.dataChanged.emit(index, index)
+        # The store's change event may have reloaded the list meanwhile: update the row only if
+        # it still shows this conversation.
+        if row < len(self._items) and self._items[row].id == updated.id:
+            self._items[row] = updated
+            changed = self.index(row)
+            self.dataChanged.emit(changed, changed)
         return True
+
+    def shows_current(self, conversation: Conversation) -> bool:
+        """True when the list already shows ``conversation`` as it is (title, pin and order)."""
+        known = next((c for c in self._items if c.id == conversation.id), None)
+        return known is not None and (known.title, known.pinned, known.updated_at) == (
+            conversation.title,
+            conversation.pinned,
+            conversation.updated_at,
+        )
 
     def conversation_at(self, row: int) -> Conversation | None:
         return self._items[row] if 0 <= row < len(self._items) else None
@@ -192,7 +204,7 @@ class ConversationListModel(QAbstractListModel):
 
 
 class Sidebar(QWidget):
-    """Search box, "New chat" and the conversation list.
+    """Search box, "New chat" and the conversation list, kept up to date by the store's events.
 
     Signals:
         conversationSelected(int): the user opened a conversation.
@@ -208,10 +220,18 @@ class Sidebar(QWidget):
     storeFailed = Signal(str)
     notice = Signal(str)
 
-    def __init__(self, store: ConversationStore, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        store: ConversationStore,
+        parent: QWidget | None = None,
+        *,
+        store_signals: StoreSignals | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("sidebar")
         self._store = store
+        # The window shares its listener; a sidebar on its own listens for itself.
+        self.store_signals = store_signals or StoreSignals(store, self)
         self._current: int | None = None
         self._selecting = False
         self.locked_id: int | None = None  # the conversation a reply is being written into
@@ -261,6 +281,8 @@ class Sidebar(QWidget):
         self.view.selectionModel().currentChanged.connect(self._on_current_changed)
         self.model.modelAboutToBeReset.connect(self._update_row_sizes)
         self.model.modelReset.connect(self._reselect)
+        self.store_signals.conversationsChanged.connect(self.refresh)
+        self.store_signals.conversationChanged.connect(self._on_conversation_changed)
 
         # What an empty list means: nothing yet, or nothing matches the search.
         self.empty_label = QLabel(self)
@@ -334,6 +356,16 @@ class Sidebar(QWidget):
         self._refresh_pending = False
         self.model.refresh()
 
+    def _on_conversation_changed(self, conversation_id: int) -> None:
+        """Reload the list when a conversation's title, pin or place changed (not for every saved
+        piece of a reply being written)."""
+        try:
+            conversation = self._store.get_conversation(conversation_id)
+        except StoreError:  # deleted meanwhile: its own event reloads the list
+            return
+        if not self.model.shows_current(conversation):
+            self.refresh()
+
     def _on_editor_closed(self) -> None:
         if self._refresh_pending:
             QTimer.singleShot(0, self.refresh)  # after the view has left its editing state
@@ -356,14 +388,12 @@ class Sidebar(QWidget):
             self._store.rename_conversation(conversation_id, title)
         except StoreError as exc:
             self.storeFailed.emit(str(exc))
-        self.refresh()
 
     def set_pinned(self, conversation_id: int, pinned: bool) -> None:
         try:
             self._store.set_pinned(conversation_id, pinned)
         except StoreError as exc:
             self.storeFailed.emit(str(exc))
-        self.refresh()
 
     def delete(self, conversation_id: int) -> None:
         """Delete without asking (the menu asks first)."""
@@ -374,7 +404,6 @@ class Sidebar(QWidget):
             return
         if self._current == conversation_id:
             self._current = None
-        self.refresh()
         self.conversationDeleted.emit(conversation_id)
 
     def confirm_delete(self, conversation_id: int) -> None:

@@ -1,0 +1,389 @@
+"""Replies: send, regenerate, edit, switch versions, stream into the chat view, stop.
+
+Part of the main window: it holds the window and reaches the other parts through it. The
+messages sent to the model come from :func:`llamadesk.chat.prompt.build_messages`, the one
+rule every front end uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtWidgets import QInputDialog
+
+from ..chat.prompt import PromptMessages, build_messages
+from ..chat.store import Message, StoreError, StreamingReply, reply_status
+from ..settings import GenerationSettings, SettingsError, validated_update
+from .composer import tidy_message
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ReplySession"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _SentMessage:
+    """A message sent from the composer, kept until its reply starts in case it must go back."""
+
+    text: str
+    message_id: int
+    created_conversation: bool
+
+
+class ReplySession(QObject):
+    """The reply being written (at most one) and the commands that start one."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self._reply: StreamingReply | None = None
+        self._prompt = PromptMessages()
+        self._reply_failed_store = False
+        # Stop pressed before the reply began is applied once its prompt is ready (on the inference
+        # thread), so it ends as a stopped reply to that prompt rather than a cancelled request.
+        self._stop_pending = threading.Event()
+        self._fitted = threading.Event()
+        self._sent: _SentMessage | None = None  # the message the running reply answers, when just sent
+        c = window.controller
+        c.contextPrepared.connect(self._on_fitted, Qt.ConnectionType.DirectConnection)
+        c.contextPrepared.connect(self._on_context_prepared)
+        c.tokenReceived.connect(self._on_token)
+        c.generationFinished.connect(self._on_generation_finished)
+        c.generationFailed.connect(self._on_generation_failed)
+        c.promptTooLong.connect(self._on_prompt_too_long)
+
+    @property
+    def generating(self) -> bool:
+        return self._reply is not None
+
+    @property
+    def _active(self) -> bool:
+        """A reply is being written and the window is still open."""
+        return self._reply is not None and not self.window.closed
+
+    # -- starting a reply
+
+    def send(self, text: str) -> None:
+        """Store the user's message and ask the model for a reply."""
+        window = self.window
+        text = tidy_message(text)
+        if not text.strip() or self.generating:
+            return
+        if window.models.loading:
+            window.show_info(
+                "The model is still loading; your message is kept. Send it once loading finishes.",
+                topic="model",
+            )
+            return
+        if window.controller.loaded is None:
+            window.show_error(
+                "No model is loaded",
+                "Choose a model in the toolbar first; your message is kept.",
+                topic="model",
+            )
+            return
+        conversations = window.conversations
+        conversations.flush_system_prompt()
+        created = False
+        try:
+            if conversations.conversation_id is None:
+                conversation = window.store.create_conversation(
+                    system_prompt=window.system_prompt_edit.toPlainText(), model=window.models.model_name()
+                )
+                window.window_state.remove(conversations.draft_key())
+                conversations.conversation_id = conversation.id
+                created = True
+                window.window_state.setValue("conversation/current", conversation.id)
+            else:
+                conversation = window.store.get_conversation(conversations.conversation_id)
+            user = window.store.add_message(
+                conversation.id, "user", text, parent_id=conversation.active_leaf_id
+            )
+        except StoreError as exc:
+            window.show_error(str(exc), "Your message is still in the box.")
+            return
+        window.composer.clear()
+        conversations.save_draft()
+        window.sidebar.select(conversation.id)
+        self._start_reply(user.id, sent=_SentMessage(text, user.id, created))
+
+    def _start_reply(self, parent_id: int, *, sent: _SentMessage | None = None) -> None:
+        """Generate a reply to the message ``parent_id`` on the open branch; ``sent`` is the
+        message just sent from the composer, given back if it is too long."""
+        window = self.window
+        conversation_id = window.conversations.conversation_id
+        assert conversation_id is not None
+        try:
+            conversation = window.store.get_conversation(conversation_id)
+            path = self._path_to(conversation_id, parent_id)
+            reply = window.store.stream_reply(
+                conversation_id, parent_id=parent_id, model=window.models.model_name()
+            )
+            message = window.store.get_message(reply.message_id)
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        self._prompt = build_messages(conversation.system_prompt, path)
+        self._reply = reply
+        self._sent = sent
+        self._reply_failed_store = False
+        self._stop_pending.clear()
+        self._fitted.clear()
+        window.chat_view.set_messages(list(path))
+        window.chat_view.set_excluded(set())
+        window.chat_view.begin_stream(message)
+        window.update_state()
+        window.controller.generate(
+            self._prompt.messages, self.generation_settings(conversation.settings_overrides)
+        )
+
+    def _path_to(self, conversation_id: int, message_id: int) -> list[Message]:
+        """The open branch from its first message down to ``message_id``."""
+        path = self.window.store.active_path(conversation_id)
+        for index, message in enumerate(path):
+            if message.id == message_id:
+                return path[: index + 1]
+        return path
+
+    def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
+        """The loaded model's preset if it has one, else the global settings, plus conversation overrides."""
+        window = self.window
+        generation = window.settings.generation
+        key = window.models.model_key()
+        if key and key in window.settings.presets:
+            generation = window.settings.presets[key].generation
+        fields = GenerationSettings.model_fields
+        changes = {k: v for k, v in (overrides or {}).items() if k in fields}
+        if changes:
+            try:
+                generation = validated_update(generation, **changes)
+            except SettingsError as exc:
+                window.show_error(f"This conversation's own settings were ignored: {exc}")
+        return generation
+
+    def stop(self) -> None:
+        """Stop the reply being written (it is kept as "stopped"), or cancel a model load."""
+        if self.generating:
+            self._stop_pending.set()
+            if self._fitted.is_set():
+                self.window.controller.stop()
+        elif self.window.models.loading:
+            self.window.models.cancel_load()
+
+    def regenerate(self) -> None:
+        """Write the last reply again, as a new version next to the old one."""
+        last = self.window.conversations.last_assistant()
+        if last is not None:
+            self.regenerate_message(last.id)
+
+    def _refuse_while_busy(self, doing: str) -> bool:
+        """True (and say why) when a reply is being written or a model is loading."""
+        if self.generating:
+            self.window.show_info(f"Stop the reply being written (Esc) before you {doing}.")
+            return True
+        if self.window.models.loading:
+            self.window.show_info(f"Wait for the model to finish loading before you {doing}.")
+            return True
+        return False
+
+    def regenerate_message(self, message_id: int) -> None:
+        """Write a new version of a reply (or a first reply to a user message)."""
+        window = self.window
+        if self._refuse_while_busy("regenerate a reply"):
+            return
+        if window.controller.loaded is None:
+            window.show_info("Load a model first to write a new version of this reply.", topic="model")
+            return
+        try:
+            message = window.store.get_message(message_id)
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        answered = message.parent_id if message.role == "assistant" else message.id
+        if answered is None:
+            return
+        self._start_reply(answered)
+
+    def ask_edit_message(self, message_id: int, draft: str | None = None) -> None:
+        """Ask for the new text of a message (``draft``: text edited earlier), then branch from it."""
+        window = self.window
+        if self._refuse_while_busy("edit a message"):
+            return
+        try:
+            message = window.store.get_message(message_id)
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        start = message.content if draft is None else draft
+        text, ok = QInputDialog.getMultiLineText(window, "Edit message", "Message:", start)
+        text = tidy_message(text)
+        if not ok or not text.strip() or text == message.content:
+            return
+        if self.generating or window.models.loading:
+            # Something started while the dialog was open (the start-up load, say): keep the edit.
+            window.banner.show_message(
+                "Your edit is kept: it can be sent once the model has finished.",
+                "info",
+                action_text="Edit again",
+                action=lambda: self.ask_edit_message(message_id, text),
+            )
+            return
+        self.edit_message(message_id, text)
+
+    def edit_message(self, message_id: int, text: str) -> None:
+        """Save an edited user message as a new branch and reply to it."""
+        window = self.window
+        if self._refuse_while_busy("edit a message"):
+            return
+        try:
+            edited = window.store.edit_message(message_id, text)
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        if edited.role == "user" and window.controller.loaded is not None:
+            self._start_reply(edited.id)
+        else:
+            window.conversations.refresh_chat()
+            window.update_state()
+
+    def step_branch(self, message_id: int, delta: int) -> None:
+        """Show the previous/next version of a message (‹ 1/2 ›)."""
+        window = self.window
+        if self._refuse_while_busy("switch versions"):
+            return
+        try:
+            versions = window.store.siblings(message_id)
+            ids = [m.id for m in versions]
+            position = ids.index(message_id) + delta if message_id in ids else -1
+            if not 0 <= position < len(ids):
+                return
+            window.store.switch_branch(ids[position])
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        window.conversations.refresh_chat()
+        window.update_state()
+
+    # -- the reply being written
+
+    def _on_fitted(self, _fit: Any) -> None:
+        """On the inference thread, just before the first token: apply a Stop pressed earlier."""
+        self._fitted.set()
+        if self._stop_pending.is_set():
+            self.window.controller.stop()
+
+    def _on_context_prepared(self, fit: Any) -> None:
+        if not self._active:
+            return
+        dropped = self._prompt.ids_of(fit.dropped)
+        self.window.chat_view.set_excluded(dropped)
+        if dropped:
+            self.window.show_info(
+                f"{len(dropped)} older message(s) did not fit in the model's context and were left out of "
+                "this reply. Start a new chat or choose a longer context in Preferences."
+            )
+
+    def _on_token(self, piece: str) -> None:
+        if not self._active:
+            return
+        assert self._reply is not None
+        try:
+            self._reply.append(piece)
+        except StoreError as exc:
+            if not self._reply_failed_store:
+                self._reply_failed_store = True
+                self.window.show_error(
+                    str(exc), "The reply is shown but may not be saved; free some disk space."
+                )
+        self.window.chat_view.append_stream(piece)
+
+    def _finish_reply(self, status: str, stats: dict[str, Any] | None) -> Message | None:
+        reply, self._reply = self._reply, None
+        self._sent = None
+        if reply is None:
+            return None
+        try:
+            return reply.finish(status, stats)
+        except StoreError as exc:
+            self.window.show_error(str(exc), "Free some disk space; the reply could not be saved.")
+            return None
+
+    def _on_generation_finished(self, stats: Any) -> None:
+        if not self._active:
+            return
+        window = self.window
+        data = stats.to_dict()
+        message = self._finish_reply(reply_status(str(data.get("stop_reason"))), data)
+        if message is not None:
+            window.chat_view.end_stream(message)
+        window.status.set_stats(data)
+        if data.get("stop_reason") == "context_full":
+            window.show_error(
+                "The reply stopped because the model's context is full",
+                "Start a new chat, or raise the context length in Preferences and reload the model.",
+            )
+        elif data.get("error"):  # llama.cpp failed mid-reply: the part written so far is kept, marked failed
+            window.show_error(str(data["error"]), "Try again, or change the model or its settings.")
+        window.update_state()
+
+    def _on_generation_failed(self, text: str) -> None:
+        if not self._active:
+            return
+        message = self._finish_reply("failed", {"error": text})
+        if message is not None:
+            self.window.chat_view.end_stream(message)
+        self.window.show_error(
+            text, "Your messages are kept; try again, or change the model or its settings."
+        )
+        self.window.update_state()
+
+    def _on_prompt_too_long(self, text: str) -> None:
+        """The newest message does not fit in the context: a message just sent goes back to the box."""
+        if not self._active:
+            return
+        window = self.window
+        conversations = window.conversations
+        sent, self._sent = self._sent, None
+        if sent is None:  # a regenerate or an edit: the failed reply says why, next to the message
+            self._on_generation_failed(text)
+            return
+        conversation_id = conversations.conversation_id
+        assert conversation_id is not None
+        try:
+            if sent.created_conversation:
+                window.store.delete_conversation(conversation_id)
+            else:
+                window.store.delete_message(sent.message_id)  # and the empty reply under it
+        except StoreError as exc:  # the message stays where it is, its reply marked failed
+            log.error("could not take back the message that did not fit: %s", exc)
+            self._on_generation_failed(text)
+            return
+        self._reply = None
+        typed = window.composer.text()  # anything written since it was sent stays after it
+        if sent.created_conversation:
+            window.window_state.remove(f"drafts/{conversation_id}")
+            conversations.switch_to(None, save_draft=False)
+        else:
+            conversations.refresh_chat()
+        window.composer.set_text(sent.text + (f"\n\n{typed}" if typed.strip() else ""))
+        conversations.save_draft()
+        window.show_error(text, "Your message is back in the box.")
+        window.update_state()
+
+    def stop_for_close(self) -> None:
+        """At close: stop the reply and keep what was written, marked "stopped"."""
+        if self._reply is None:
+            return
+        self.window.controller.stop()
+        reply, self._reply = self._reply, None
+        try:
+            reply.finish("stopped", None)
+        except StoreError as exc:
+            log.error("could not save the last reply: %s", exc)
