@@ -4,7 +4,9 @@ Serves a generated file (500 MB by default) from the test suite's local Hub serv
 downloads it alternately with LlamaDesk's downloader (HEAD + GET + SHA-256 + atomic move)
 and with ``curl -L`` (plain GET to a file), then prints the throughput ratio (target
 >= 0.9). Then it breaks a download mid-file, resumes it, and reports how many bytes were
-requested again beyond what was already on disk (target 0).
+requested again beyond what was already on disk (target 0). Last, it measures how long the
+download queue's ``shutdown`` takes while a transfer is blocked on a server that went silent
+(target: well under a second, with the .part file kept).
 
     PYTHONPATH=desktop .venv/bin/python benchmarks/bench_download.py [--size-mb 500] [--rounds 5]
 """
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "desktop"))
 
 from hub_server import FakeHub  # noqa: E402
-from llamadesk.hub import Downloader, DownloadState  # noqa: E402
+from llamadesk.hub import Downloader, DownloadQueue, DownloadState  # noqa: E402
 
 REPO = "bench/Big-GGUF"
 FILE = "Big-Q4_K_M.gguf"
@@ -36,9 +38,11 @@ MB = 1_000_000
 
 
 def make_file(path: Path, size: int) -> None:
+    """Random bytes behind the GGUF magic (the downloader refuses a .gguf file without it)."""
     block = os.urandom(4 * 1024 * 1024)
     with path.open("wb") as handle:
-        left = size
+        handle.write(b"GGUF")
+        left = size - 4
         while left > 0:
             handle.write(block[: min(left, len(block))])
             left -= len(block)
@@ -105,6 +109,28 @@ def resume_after_restart(hub: FakeHub, work: Path, size: int) -> tuple[int, int]
     return have, int(str(ranges[0]).split("=")[1].rstrip("-"))
 
 
+def shutdown_while_stalled(hub: FakeHub, work: Path, size: int) -> tuple[float, bool, int]:
+    """Quit while the server holds the body mid-file: (seconds shutdown took, threads ended, .part bytes)."""
+    target = work / "shutdown"
+    shutil.rmtree(target, ignore_errors=True)
+    hub.faults.release.clear()
+    hub.faults.hold_after = size // 4
+    reached = threading.Event()
+    queue = DownloadQueue(
+        Downloader(target, endpoint=hub.url, timeout=30),
+        on_progress=lambda task, p: reached.set() if p.done >= size // 4 else None,
+    )
+    queue.add(REPO, FILE)
+    reached.wait(120)
+    start = time.perf_counter()
+    ended = queue.shutdown(timeout=1.0)
+    took = time.perf_counter() - start
+    hub.faults.hold_after = None
+    hub.faults.release.set()
+    part = target / "bench__Big-GGUF" / (FILE + ".part")
+    return took, ended, part.stat().st_size if part.exists() else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +178,11 @@ def main() -> int:
             print(
                 f"{'paused, resumed after restart':>34}: .part had {had:,} bytes, asked from byte {asked:,}: "
                 f"{max(0, had - asked):,} bytes re-sent (target 0)"
+            )
+            took, ended, kept = shutdown_while_stalled(hub, work, size)
+            print(
+                f"{'shutdown, server silent':>34}: {took * 1000:8.1f} ms, threads ended: {ended}, "
+                f".part kept: {kept:,} bytes"
             )
     return 0
 

@@ -3,9 +3,9 @@
 Serves search (``/api/models`` with filter, sort, expand and Link pagination), model info,
 recursive trees, and ``HEAD``/``GET`` on ``/{repo}/resolve/{rev}/{file}`` with the Hub's
 headers (``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``, ``X-Linked-Size``, Range/206,
-``X-Error-Code``). LFS files redirect to a "CDN" on another origin (``localhost`` instead
-of ``127.0.0.1``), as the real Hub does. ``faults`` injects failures; ``requests`` records
-every request (never the token itself).
+``X-Error-Code``). LFS files redirect to a "CDN" on another origin (a second port of
+``127.0.0.1``), as the real Hub does. ``faults`` injects failures; ``route`` lets a test answer
+requests itself (a hostile server); ``requests`` records every request (never the token itself).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,18 +45,28 @@ class HubFile:
     git_oid: str = ""
 
     def __post_init__(self) -> None:
-        if isinstance(self.source, Path):
-            self.size = self.source.stat().st_size
-            digest = hashlib.sha256()
-            with self.source.open("rb") as handle:
-                while chunk := handle.read(4 << 20):
-                    digest.update(chunk)
-            self.sha256 = digest.hexdigest()
-        else:
-            self.size = len(self.source)
-            self.sha256 = hashlib.sha256(self.source).hexdigest()
-        blob = f"blob {self.size}\0".encode()
-        self.git_oid = hashlib.sha1(blob + self.sha256.encode()).hexdigest()
+        # The git object id is the blob's SHA-1: of the bytes for a plain file, of the LFS
+        # pointer for an LFS file (as on the real Hub).
+        self.size = self.source.stat().st_size if isinstance(self.source, Path) else len(self.source)
+        digest = hashlib.sha256()
+        blob = hashlib.sha1(f"blob {self.size}\0".encode())
+        for chunk in self._chunks():
+            digest.update(chunk)
+            blob.update(chunk)
+        self.sha256 = digest.hexdigest()
+        if self.lfs:
+            spec = "version https://git-lfs.github.com/spec/v1"
+            pointer = f"{spec}\noid sha256:{self.sha256}\nsize {self.size}\n"
+            blob = hashlib.sha1(f"blob {len(pointer)}\0{pointer}".encode())
+        self.git_oid = blob.hexdigest()
+
+    def _chunks(self) -> Iterator[bytes]:
+        if isinstance(self.source, bytes):
+            yield self.source
+            return
+        with self.source.open("rb") as handle:
+            while chunk := handle.read(4 << 20):
+                yield chunk
 
     def read(self, offset: int, length: int) -> bytes:
         if isinstance(self.source, Path):
@@ -97,7 +107,7 @@ class Faults:
     status: int | None = None  # answer this HTTP status ...
     status_path: str = ""  # ... to requests whose path starts with this
     status_times: int | None = None  # ... this many times (None: always)
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # the Retry-After header sent with ``status``
     throttle: float | None = None  # bytes per second for file bodies
     hold_after: int | None = None  # stop sending at this offset until ``release`` is set
     release: threading.Event = field(default_factory=threading.Event)
@@ -166,6 +176,73 @@ def make_gguf(
 # -- server -----------------------------------------------------------------------------------
 
 
+class Exchange:
+    """One request that a test answers itself (see ``FakeHub.route``): a hostile or broken server."""
+
+    def __init__(self, hub: FakeHub, handler: _Handler, method: str, path: str, token: str | None) -> None:
+        self.hub = hub
+        self.handler = handler
+        self.method = method
+        self.path = path  # decoded, without the query
+        self.token = token
+
+    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """A complete answer with a Content-Length."""
+        self.hub._send(self.handler, status, body, headers or {}, "application/json")
+
+    def stream(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+        interval: float = 0.0,
+    ) -> None:
+        """Send ``chunks`` (endless if the iterable is), ``interval`` seconds apart.
+
+        Without ``length`` there is no Content-Length: the body ends when the connection closes.
+        Stops when the client goes away or the hub closes.
+        """
+        h = self.handler
+        h.send_response(status)
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        if length is not None:
+            h.send_header("Content-Length", str(length))
+        else:
+            h.close_connection = True
+        h.end_headers()
+        if self.method == "HEAD":
+            return
+        for chunk in chunks:
+            h.wfile.write(chunk)
+            h.wfile.flush()
+            if interval and self.hub._closing.wait(interval):
+                return
+            if self.hub._closing.is_set():
+                return
+
+    def trickle_headers(self, status_line: bytes, headers: bytes, interval: float) -> None:
+        """Send the status line at once, then the header block one byte every ``interval`` seconds."""
+        h = self.handler
+        h.close_connection = True
+        h.wfile.write(status_line)
+        h.wfile.flush()
+        for byte in headers:
+            if self.hub._closing.wait(interval):
+                return
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+
+    def default(self) -> None:
+        """Answer as the fake Hub normally would."""
+        self.hub._answer(self.handler, self.method, self.handler.path, self.token)
+
+
+Route = Callable[[Exchange], None]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -216,6 +293,7 @@ class FakeHub:
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
         self.stalled = 0  # requests held by ``faults.stall_path`` right now, their client still waiting
+        self.routes: dict[str, Route] = {}  # path prefix -> a test's own answer
         self.page_size = page_size
         self.tree_page_size = tree_page_size
         self.redirect_lfs = redirect_lfs
@@ -224,13 +302,17 @@ class FakeHub:
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.hub = self
+        self._cdn_server = _Server(("127.0.0.1", 0), _Handler)  # another origin on the same host
+        self._cdn_server.hub = self
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cdn_url = f"http://localhost:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-hub", daemon=True
-        )
-        self._thread.start()
+        self.cdn_url = f"http://127.0.0.1:{self._cdn_server.server_address[1]}"
+        self._threads = [
+            threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fake-hub-{n}", daemon=True)
+            for n, server in enumerate((self._server, self._cdn_server))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def __enter__(self) -> FakeHub:
         return self
@@ -241,12 +323,15 @@ class FakeHub:
     def close(self) -> None:
         self._closing.set()
         self.faults.release.set()
-        self._server.shutdown()
+        for server in (self._server, self._cdn_server):
+            server.shutdown()
         for conn in list(self._connections):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        self._server.server_close()
-        self._thread.join(5)
+        for server in (self._server, self._cdn_server):
+            server.server_close()
+        for thread in self._threads:
+            thread.join(5)
         deadline = time.monotonic() + 5
         while self._connections and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -264,6 +349,10 @@ class FakeHub:
         file = HubFile(path, source, lfs=is_lfs)
         repo.files[path] = file
         return file
+
+    def route(self, prefix: str, answer: Route) -> None:
+        """Let ``answer`` handle every request whose path starts with ``prefix`` (it may call ``default``)."""
+        self.routes[prefix] = answer
 
     def grant(self, token: str, repo_id: str) -> None:
         """Make ``token`` valid and let it download the gated ``repo_id``."""
@@ -309,6 +398,16 @@ class FakeHub:
             length = int(h.headers.get("Content-Length") or 0)
             h.rfile.read(length)
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        for prefix, answer in self.routes.items():
+            if path.startswith(prefix):
+                answer(Exchange(self, h, method, path, token))
+                return
+        self._answer(h, method, h.path, token)
+
+    def _answer(self, h: _Handler, method: str, raw_path: str, token: str | None) -> None:
+        parts = urlsplit(raw_path)
+        path = unquote(parts.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
         if token is not None and token not in self.valid_tokens and not path.startswith("/__cdn/"):
             self._error(h, 401, None, "Invalid credentials in Authorization header")
             return

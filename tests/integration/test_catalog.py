@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import llamadesk
 from hub_server import FakeHub, make_gguf
 from llamadesk.engine import Hardware
 from llamadesk.engine.hardware import GiB
@@ -304,3 +308,15 @@ def test_names_pointing_outside_the_models_folder_are_not_listed(
     assert [f.path for f in repo.files] == ["sub/Trap-Q4_K_M.gguf"]
     assert repo.recommended is not None and repo.recommended.path == "sub/Trap-Q4_K_M.gguf"
     assert "outside the model's folder" in caplog.text
+
+
+def test_translating_an_error_does_not_import_the_catalog() -> None:
+    # hub.errors and hub.catalog used to import each other; errors come first and need no catalog.
+    code = (
+        "import sys; from llamadesk.hub.errors import translate; "
+        "print(translate(ConnectionError('x'), endpoint='https://hub.example').kind); "
+        "print('llamadesk.hub.catalog' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(llamadesk.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.split() == ["offline", "False"]

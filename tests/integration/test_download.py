@@ -47,7 +47,7 @@ def gguf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def hub(gguf_dir: Path, starter_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+def hub(gguf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     with FakeHub() as server:
         server.add_repo(REPO)
         server.add_file(REPO, FILE, gguf_dir / "tiny.gguf")
@@ -56,8 +56,6 @@ def hub(gguf_dir: Path, starter_model: Path, monkeypatch: pytest.MonkeyPatch) ->
         server.add_file(REPO, "notes.txt", b"plain file, not in LFS\n", lfs=False)
         server.add_repo(GATED, gated="auto")
         server.add_file(GATED, "Gated-Q4_0.gguf", gguf_dir / "tiny.gguf")
-        server.add_repo(STARTER_REPO)
-        server.add_file(STARTER_REPO, STARTER_FILE, starter_model)
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
 
@@ -547,8 +545,12 @@ def test_queue_retries_a_failed_task_instead_of_adding_a_second_one(hub: FakeHub
 
 
 @pytest.mark.model
-def test_downloaded_model_loads_in_llama_cpp(hub: FakeHub, downloader: Downloader, paths: Paths) -> None:
+def test_downloaded_model_loads_in_llama_cpp(
+    hub: FakeHub, downloader: Downloader, paths: Paths, starter_model: Path
+) -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
+    hub.add_repo(STARTER_REPO)
+    hub.add_file(STARTER_REPO, STARTER_FILE, starter_model)
     path = downloader.download(STARTER_REPO, STARTER_FILE)
     entry = ModelLibrary(paths).find(str(path))
     assert entry is not None and entry.source == "downloaded" and entry.loadable

@@ -1,7 +1,7 @@
 """The Hugging Face Hub catalog, the downloader and the local model library (no Qt).
 
-Names are imported on first use, so ``llamadesk.hub.cli`` (loaded by every command-line
-start) does not pay for huggingface_hub until a hub command runs.
+Names are imported on first use, so the command line (loaded by every start) does not pay
+for huggingface_hub until a hub command runs.
 """
 
 from __future__ import annotations

@@ -1,27 +1,42 @@
 """Browse GGUF models on the Hugging Face Hub: search, a repo's files with fit verdicts, model cards.
 
-Built on huggingface_hub's client. The endpoint is resolved when a catalog is created
-(``HF_ENDPOINT`` is read then, not only when huggingface_hub was imported), and the
-access token is sent only to that endpoint and never logged.
+Requests go through huggingface_hub's HTTP session, with LlamaDesk's own limits: redirects
+only where ``refused_target`` allows, one overall deadline per call, bounded answers parsed
+with ``safejson`` and every value checked before use. The endpoint is resolved when a catalog
+is created (``HF_ENDPOINT`` is read then, not only when huggingface_hub was imported), and
+the access token is sent only to that endpoint and never logged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
-from huggingface_hub import HfApi, constants
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.hf_api import ExpandModelProperty_T, ModelInfo
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import build_hf_headers, get_session
 
-from .errors import HubError, translate
+from .. import safejson
+from .errors import (
+    HubError,
+    check_repo_id,
+    refused_target,
+    scrub,
+    status_error,
+    translate,
+    unsafe_repo_path,
+    valid_repo_id,
+    valid_size,
+)
 from .quant import bits_per_weight, display_name, file_kind, parse_quantization, split_part
 
 try:  # huggingface_hub >= 2 ships its HTTP client as httpx2
@@ -65,7 +80,14 @@ HUB_EXCEPTIONS: tuple[type[BaseException], ...] = (
     KeyError,
     TypeError,
 )
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_SHA1_RE = re.compile(r"[0-9a-f]{40}")
+_MAX_COUNT = 10**15  # downloads, likes, parameters: anything larger is not a real number of them
+_MAX_CONTEXT = 2**31 - 1
+_MAX_ANSWER = 32 * 1024 * 1024  # bytes in one API answer (a 1000-file tree page is about 300 KB)
+_MAX_CARD = 8 * 1024 * 1024
+_MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:
@@ -78,16 +100,13 @@ def hub_headers(token: str | None) -> dict[str, str]:
     return build_hf_headers(token=token or False, library_name="llamadesk")
 
 
-def unsafe_repo_path(path: str) -> bool:
-    """True for a file name from the Hub that could land outside the model's folder.
-
-    Names are POSIX paths relative to the repo: ``..``, absolute paths, backslashes and
-    drive letters (which Windows treats as separators or roots) are refused.
-    """
-    if not path or path.startswith("/") or any(c in path for c in "\\:\0"):
-        return True
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    return not parts or ".." in parts
+def _count(value: object, limit: int = _MAX_COUNT) -> int | None:
+    """A positive whole number (an int, or a finite float) no larger than ``limit``; else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value) if 0 < value <= limit else None
 
 
 def _same_origin(url: str, endpoint: str) -> bool:
@@ -116,21 +135,46 @@ class RepoSummary:
 
     @classmethod
     def from_info(cls, info: ModelInfo) -> RepoSummary:
+        """The summary of a parsed answer; numbers out of range and values of the wrong type are dropped."""
         gguf: dict[str, Any] = info.gguf if isinstance(info.gguf, dict) else {}
-        total = gguf.get("total")
-        ctx = gguf.get("context_length")
+        author = info.author if isinstance(info.author, str) and info.author else None
+        architecture = gguf.get("architecture")
+        gated = info.gated
+        tags = info.tags if isinstance(info.tags, list) else []
         return cls(
             repo_id=info.id,
-            author=info.author or (info.id.split("/", 1)[0] if "/" in info.id else None),
-            downloads=int(info.downloads or 0),
-            likes=int(info.likes or 0),
-            last_modified=info.last_modified,
-            gated=info.gated if isinstance(info.gated, str) else bool(info.gated),
-            architecture=str(gguf["architecture"]) if gguf.get("architecture") else None,
-            parameter_count=int(total) if isinstance(total, (int, float)) and total > 0 else None,
-            context_length=int(ctx) if isinstance(ctx, (int, float)) and ctx > 0 else None,
-            tags=tuple(info.tags or ()),
+            author=author or (info.id.split("/", 1)[0] if "/" in info.id else None),
+            downloads=_count(info.downloads) or 0,
+            likes=_count(info.likes) or 0,
+            last_modified=info.last_modified if isinstance(info.last_modified, datetime) else None,
+            gated=gated if gated in ("auto", "manual") else gated is True,
+            architecture=architecture[:100] if isinstance(architecture, str) and architecture else None,
+            parameter_count=_count(gguf.get("total")),
+            context_length=_count(gguf.get("context_length"), _MAX_CONTEXT),
+            tags=tuple(t for t in tags if isinstance(t, str)),
         )
+
+
+def _parse_model(data: object) -> ModelInfo:
+    """A ``ModelInfo`` from one JSON object of the Hub's answer; ValueError when it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ValueError("the answer does not describe a model")
+    if not valid_repo_id(data["id"]):
+        raise ValueError("the answer names no valid model")
+    try:
+        return ModelInfo(**data)
+    except Exception as exc:  # huggingface_hub trusts the answer's shape: a hostile one breaks it many ways
+        raise ValueError(f"unexpected model description ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A complete HTTP answer read within the deadline."""
+
+    status: int
+    headers: Any  # the client's case-insensitive headers
+    body: bytes
+    next_url: str | None  # the Link header's rel="next", made absolute
 
 
 @dataclass(frozen=True)
@@ -152,6 +196,7 @@ class FilePart:
     path: str
     size: int
     sha256: str | None = None
+    git_sha1: str | None = None  # the git blob hash the Hub lists for a file kept outside LFS
 
 
 @dataclass(frozen=True)
@@ -241,7 +286,11 @@ def group_model_files(
 
 
 class HubCatalog:
-    """Search the Hub for GGUF models and list a repository's files with fit verdicts."""
+    """Search the Hub for GGUF models and list a repository's files with fit verdicts.
+
+    ``timeout`` bounds each network wait; ``deadline`` bounds a whole call (every page and
+    redirect of it), so a server that trickles its answer a byte at a time can't hold it.
+    """
 
     def __init__(
         self,
@@ -250,22 +299,16 @@ class HubCatalog:
         *,
         hardware: Hardware | None = None,
         timeout: float = 20.0,
+        deadline: float = 30.0,
     ) -> None:
         self.endpoint = resolve_endpoint(endpoint)
         self._token = token or None
         self._hardware = hardware
         self.timeout = timeout
-        self._api = HfApi(endpoint=self.endpoint, token=self._token or False, library_name="llamadesk")
+        self.deadline = deadline
 
     def __repr__(self) -> str:  # never show the token
         return f"HubCatalog(endpoint={self.endpoint!r}, token={'set' if self._token else 'none'})"
-
-    @property
-    def has_token(self) -> bool:
-        return self._token is not None
-
-    def repo_url(self, repo_id: str) -> str:
-        return f"{self.endpoint}/{repo_id}"
 
     # -- search ----------------------------------------------------------------------------
 
@@ -277,8 +320,7 @@ class HubCatalog:
             raise HubError(f"Unknown sort order {sort!r}: use one of {', '.join(_SORT_KEYS)}.", kind="other")
         params: dict[str, Any] | None = None
         if page_cursor:
-            url = page_cursor
-            headers = hub_headers(self._token if _same_origin(url, self.endpoint) else None)
+            url = self._followable(page_cursor)
         else:
             url = f"{self.endpoint}/api/models"
             params = {
@@ -289,25 +331,29 @@ class HubCatalog:
             }
             if query.strip():
                 params["search"] = query.strip()
-            headers = hub_headers(self._token)
         try:
-            response = get_session().get(url, params=params, headers=headers, timeout=self.timeout)
-            hf_raise_for_status(response)
-            items = response.json()
+            answer = self._get(url, params, self._deadline())
+            self._check(answer)
+            items = safejson.loads(answer.body)
             if not isinstance(items, list):
                 raise ValueError("search answer is not a list")
-            results = [RepoSummary.from_info(ModelInfo(**{"siblings": None, **item})) for item in items]
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc) from exc
-        next_url = response.links.get("next", {}).get("url")
-        return SearchPage(results=results, next_cursor=next_url or None)
+        results: list[RepoSummary] = []
+        for item in items:
+            try:
+                results.append(RepoSummary.from_info(_parse_model({"siblings": None, **item})))
+            except (ValueError, TypeError) as exc:
+                log.info("search: skipping a result the Hub described badly (%s)", exc)
+        return SearchPage(results=results, next_cursor=answer.next_url)
 
-    def _tree(self, repo_id: str, revision: str) -> list[FilePart]:
+    def _tree(self, repo_id: str, revision: str, deadline: float) -> list[FilePart]:
         """Every file of the repository at ``revision``, following the Hub's pages.
 
         One request per page and no retries: huggingface_hub's ``list_repo_tree`` retries a failing
         page five times with back-off, so the browser would spin for about 23 s before saying the
-        Hub can't be reached. The user's click is the retry.
+        Hub can't be reached. The user's click is the retry. Entries with an impossible size are
+        left out (with a warning), like names that point outside the model's folder.
         """
         url: str | None = f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
         params: dict[str, Any] | None = {"recursive": "true"}
@@ -317,40 +363,46 @@ class HubCatalog:
             pages += 1
             if pages > 1000:  # a server that keeps linking to more pages
                 raise ValueError("the file list never ends")
-            headers = hub_headers(self._token if _same_origin(url, self.endpoint) else None)
-            response = get_session().get(url, params=params, headers=headers, timeout=self.timeout)
-            hf_raise_for_status(response)
-            items = response.json()
+            answer = self._get(self._followable(url), params, deadline)
+            self._check(answer, repo_id=repo_id, revision=revision)
+            items = safejson.loads(answer.body)
             if not isinstance(items, list):
                 raise ValueError("the file list is not a list")
             for item in items:
-                if (
-                    not isinstance(item, dict)
-                    or item.get("type") != "file"
-                    or not isinstance(item.get("path"), str)
-                ):
-                    continue
-                lfs = item.get("lfs")
-                sha256 = lfs.get("oid") if isinstance(lfs, dict) and isinstance(lfs.get("oid"), str) else None
-                size = item.get("size")
-                parts.append(FilePart(item["path"], int(size) if isinstance(size, int) else 0, sha256))
-            url = response.links.get("next", {}).get("url") or None
+                part = self._tree_entry(repo_id, item)
+                if part is not None:
+                    parts.append(part)
+            url = answer.next_url
             params = None  # the next link carries them
         return parts
 
-    def repo_info(self, repo_id: str, revision: str | None = None) -> RepoSummary:
-        """What the Hub says about one repository."""
-        return RepoSummary.from_info(self._model_info(repo_id, revision))
+    @staticmethod
+    def _tree_entry(repo_id: str, item: object) -> FilePart | None:
+        """One file of a tree page, or None for folders, broken entries and impossible sizes."""
+        if not isinstance(item, dict) or item.get("type") != "file" or not isinstance(item.get("path"), str):
+            return None
+        path: str = item["path"]
+        size = valid_size(item.get("size"))
+        if size is None:
+            log.warning("%s: skipping %r, listed with an impossible size", repo_id, path)
+            return None
+        lfs = item.get("lfs")
+        oid = lfs.get("oid") if isinstance(lfs, dict) else None
+        sha256 = oid.lower() if isinstance(oid, str) and _SHA256_RE.fullmatch(oid.lower()) else None
+        blob = item.get("oid") if lfs is None else None  # outside LFS, the oid is the git blob's SHA-1
+        git_sha1 = blob.lower() if isinstance(blob, str) and _SHA1_RE.fullmatch(blob.lower()) else None
+        return FilePart(path, size, sha256, git_sha1)
 
     # -- files -----------------------------------------------------------------------------
 
     def files(self, repo_id: str, revision: str = "main") -> RepoFiles:
         """Every GGUF file in the repository (split models grouped), with sizes, hashes and fit."""
-        info = self._model_info(repo_id, revision)
+        deadline = self._deadline()
+        info = self._model_info(repo_id, revision, deadline)
         summary = RepoSummary.from_info(info)
-        commit = info.sha
+        commit = info.sha if isinstance(info.sha, str) and _SHA1_RE.fullmatch(info.sha) else None
         try:
-            tree = self._tree(repo_id, commit or revision)
+            tree = self._tree(repo_id, commit or revision, deadline)
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
         entries = []
@@ -390,21 +442,25 @@ class HubCatalog:
         if not self._token:
             raise HubError("No access token: paste one from your Hugging Face settings first.", kind="auth")
         try:
-            info = self._api.whoami(token=self._token)
-        except Exception as exc:
+            answer = self._get(f"{self.endpoint}/api/whoami-v2", None, self._deadline())
+            self._check(answer)
+            info = safejson.loads(answer.body)
+        except HUB_EXCEPTIONS as exc:
             raise self._error(exc) from exc
-        return str(info.get("name") or "an unnamed account")
+        name = info.get("name") if isinstance(info, dict) else None
+        return name[:200] if isinstance(name, str) and name.strip() else "an unnamed account"
 
     def model_card(self, repo_id: str, revision: str = "main", *, strip_metadata: bool = True) -> str:
         """The repository's README (markdown); empty when it has none."""
+        check_repo_id(repo_id)
         url = f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/README.md"
         try:
-            response = get_session().get(url, headers=hub_headers(self._token), timeout=self.timeout)
-            code = response.headers.get("X-Error-Code")
-            if response.status_code == 404 and code in (None, "EntryNotFound"):
+            answer = self._get(url, None, self._deadline(), limit=_MAX_CARD)
+            code = answer.headers.get("X-Error-Code")
+            if answer.status == 404 and code in (None, "EntryNotFound"):
                 return ""
-            hf_raise_for_status(response)
-            text = response.content.decode("utf-8", errors="replace")
+            self._check(answer, repo_id=repo_id, revision=revision)
+            text = answer.body.decode("utf-8", errors="replace")
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
         if strip_metadata and text.startswith("---"):
@@ -413,25 +469,104 @@ class HubCatalog:
                 text = text[end + 4 :].lstrip("\r\n")
         return text
 
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.deadline
+
+    def _followable(self, url: str) -> str:
+        """``url`` (a link the Hub sent) if LlamaDesk may follow it; HubError naming it otherwise."""
+        refused = refused_target(url, self.endpoint)
+        if refused is not None:
+            raise refused
+        return url
+
+    def _get(
+        self, url: str, params: dict[str, Any] | None, deadline: float, *, limit: int = _MAX_ANSWER
+    ) -> _Answer:
+        """GET ``url`` and read the whole answer before ``deadline`` (a ``time.monotonic`` value).
+
+        Redirects are followed here, one at a time, only where ``refused_target`` allows, and the
+        token is sent to the endpoint's origin only. An answer larger than ``limit`` is refused.
+        """
+        client = get_session()
+        for _hop in range(_MAX_REDIRECTS + 1):
+            headers = hub_headers(self._token if _same_origin(url, self.endpoint) else None)
+            wait = min(self.timeout, deadline - time.monotonic())
+            if wait <= 0:
+                raise self._too_slow()
+            with client.stream(
+                "GET", url, params=params, headers=headers, timeout=wait, follow_redirects=False
+            ) as response:
+                location = response.headers.get("Location")
+                if response.status_code in _REDIRECT_STATUSES and location:
+                    url, params = self._followable(urljoin(str(response.url), location)), None
+                    continue
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise HubError(
+                            f"The Hugging Face Hub sent an answer larger than {limit // 1024 // 1024} MB; "
+                            "LlamaDesk stopped reading it. Try again later.",
+                            kind="server",
+                        )
+                    if time.monotonic() > deadline:
+                        raise self._too_slow()
+                link = response.links.get("next", {}).get("url")
+                next_url = urljoin(str(response.url), link) if isinstance(link, str) and link else None
+                return _Answer(response.status_code, response.headers, bytes(body), next_url)
+        raise HubError("The Hugging Face Hub redirected LlamaDesk too often; try again later.", kind="server")
+
+    def _too_slow(self) -> HubError:
+        seconds = f"{self.deadline:g} second" + ("" if self.deadline == 1 else "s")
+        return HubError(
+            f"The Hugging Face Hub took more than {seconds} to answer: check your connection and try again.",
+            kind="offline",
+        )
+
+    def _check(self, answer: _Answer, *, repo_id: str | None = None, revision: str | None = None) -> None:
+        """Raise the ``HubError`` for an error status (4xx, 5xx, or a redirect with nowhere to go)."""
+        if answer.status < 300:
+            return
+        message = answer.headers.get("X-Error-Message") or ""
+        if not message:
+            try:
+                data = safejson.loads(answer.body[:65536])
+            except ValueError:
+                data = None
+            error = data.get("error") if isinstance(data, dict) else None
+            message = error if isinstance(error, str) else ""
+        if message == "Access to this resource is disabled.":
+            raise HubError(f"{repo_id} has been disabled on the Hugging Face Hub.", kind="not_found")
+        raise status_error(
+            answer.status,
+            repo_id=repo_id,
+            endpoint=self.endpoint,
+            token=self._token,
+            error_code=answer.headers.get("X-Error-Code"),
+            server_message=scrub(message, self._token),
+            headers=answer.headers,
+            revision=revision,
+        )
+
     # -- helpers ---------------------------------------------------------------------------
 
-    def _model_info(self, repo_id: str, revision: str | None) -> ModelInfo:
-        if not _REPO_ID_RE.match(repo_id or ""):
-            raise HubError(
-                f"“{repo_id}” is not a model name: use owner/name, "
-                "e.g. bartowski/Llama-3.2-1B-Instruct-GGUF.",
-                kind="not_found",
-            )
+    def _model_info(self, repo_id: str, revision: str | None, deadline: float) -> ModelInfo:
+        check_repo_id(repo_id)
+        url = f"{self.endpoint}/api/models/{repo_id}"
+        if revision is not None:
+            url += f"/revision/{quote(revision, safe='')}"
         try:
-            return self._api.model_info(repo_id, revision=revision, timeout=self.timeout, expand=_INFO_FIELDS)
+            answer = self._get(url, {"expand": _INFO_FIELDS}, deadline)
+            self._check(answer, repo_id=repo_id, revision=revision)
+            return _parse_model(safejson.loads(answer.body))
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
 
     def _error(
         self, exc: BaseException, *, repo_id: str | None = None, revision: str | None = None
     ) -> HubError:
-        if isinstance(exc, HFValidationError):
-            return HubError(f"“{repo_id}” is not a valid model name: use owner/name.", kind="not_found")
         return translate(exc, repo_id=repo_id, endpoint=self.endpoint, token=self._token, revision=revision)
 
     def _fit(self, size: int, parameter_count: int | None) -> FitPlan | None:

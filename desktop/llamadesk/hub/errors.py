@@ -1,9 +1,17 @@
-"""Errors raised by the hub package, and the translation of network failures into them."""
+"""Errors raised by the hub package, the checks on what a Hub server sends, and the translation of
+network failures into errors: repository names, file paths, sizes, headers and redirect targets
+come from a server LlamaDesk does not control and are checked here before anything uses them.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from ..errors import LlamaDeskError
 
@@ -45,19 +53,138 @@ def scrub(text: str, token: str | None) -> str:
     return text
 
 
+_ASCII_INT_RE = re.compile(r"[0-9]{1,20}")
+MAX_RETRY_AFTER = 3600  # seconds: a server asking for longer is told "in an hour" and asked again then
+
+
+def header_int(value: str | None, *, limit: int) -> int | None:
+    """A whole number from a server's header: ASCII digits only, at most ``limit``; else None.
+
+    ``"²".isdigit()`` is True yet ``int("²")`` raises, and ``int`` also accepts signs, spaces,
+    underscores and other scripts' digits: a hostile header must not reach ``int`` unchecked.
+    """
+    text = (value or "").strip()
+    if not _ASCII_INT_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number <= limit else None
+
+
+def _date_seconds(value: str) -> int | None:
+    """Seconds from now until an HTTP date (0 if it has passed); None if ``value`` is not one."""
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0, int((when - datetime.now(timezone.utc)).total_seconds()))
+
+
 def retry_after_seconds(headers: HeaderLookup | None) -> int | None:
-    """The Hub's Retry-After (or RateLimit reset) in seconds, if it sent one."""
+    """The Hub's Retry-After (seconds or an HTTP date) or RateLimit reset, at most an hour; None if absent."""
     if headers is None:
         return None
     value = (headers.get("retry-after") or "").strip()
-    if value.isdigit():
-        return int(value)
-    ratelimit = headers.get("ratelimit") or ""
-    for piece in ratelimit.split(";"):
-        key, _, number = piece.strip().partition("=")
-        if key == "t" and number.isdigit():
-            return int(number)
+    seconds = header_int(value, limit=10**9)
+    if seconds is None and value.isascii() and value:
+        seconds = _date_seconds(value)
+    if seconds is None:
+        for piece in (headers.get("ratelimit") or "").split(";"):
+            key, _, number = piece.strip().partition("=")
+            if key == "t":
+                seconds = header_int(number, limit=10**9)
+                break
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+
+_REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
+MAX_FILE_SIZE = 1 << 50  # 1 PiB: a listed size beyond this is a broken or hostile answer
+
+
+def valid_repo_id(repo_id: object) -> bool:
+    """True for a Hub model name: ``name`` or ``owner/name`` in ASCII letters, digits, ``-_.``, no ``..``."""
+    return isinstance(repo_id, str) and bool(_REPO_ID_RE.fullmatch(repo_id)) and ".." not in repo_id
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when it is a model name (``owner/name``) safe in a URL and as a folder name; else HubError.
+
+    Hub names are ASCII letters, digits, ``-``, ``_`` and ``.``, at most 96 of them per part, and
+    never ``..``: anything else (``../x``, ``/abs``, ``a/b/c``, a NUL, a newline) is refused.
+    """
+    if not valid_repo_id(repo_id):
+        shown = "".join(c if c.isprintable() else "?" for c in str(repo_id))[:100]
+        raise HubError(
+            f"“{shown}” is not a model name: use owner/name, e.g. bartowski/Llama-3.2-1B-Instruct-GGUF.",
+            kind="not_found",
+        )
+    return repo_id
+
+
+def valid_size(value: object) -> int | None:
+    """A file size from the Hub when it is a whole number between 0 and 1 PiB; else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FILE_SIZE:
+        return value
     return None
+
+
+def unsafe_repo_path(path: str) -> bool:
+    """True for a file name from the Hub that could land outside the model's folder.
+
+    Names are POSIX paths relative to the repo: ``..``, absolute paths, backslashes and
+    drive letters (which Windows treats as separators or roots) are refused.
+    """
+    if not path or path.startswith("/") or any(c in path for c in "\\:\0"):
+        return True
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return not parts or ".." in parts
+
+
+def shown_url(url: str, limit: int = 120) -> str:
+    """A server's address fit for a message: no query (it may hold a signature), no control characters."""
+    try:
+        parts = urlsplit(url)
+        text = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url.split("?", 1)[0]
+    except ValueError:
+        text = url.split("?", 1)[0]
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def refused_target(url: str, endpoint: str) -> HubError | None:
+    """Why LlamaDesk must not follow the Hub to ``url`` (a redirect or a next-page link), or None.
+
+    Only https:// addresses are followed, plus plain http:// to the configured endpoint's own
+    host when that endpoint is itself http:// (a local mirror): never ftp://, file:// or a
+    downgrade from https to http.
+    """
+    try:
+        target, home = urlsplit(url), urlsplit(endpoint)
+        host, home_host = target.hostname, home.hostname
+    except ValueError:  # e.g. a broken IPv6 address
+        return HubError(f"The Hugging Face Hub sent LlamaDesk to an invalid address ({shown_url(url)}).")
+    scheme = target.scheme.lower()
+    if host and scheme == "https":
+        return None
+    if host and scheme == "http" and home.scheme.lower() == "http" and host == home_host:
+        return None
+    return HubError(
+        f"The Hugging Face Hub sent LlamaDesk to {shown_url(url)}, which it does not follow: only https:// "
+        "addresses (and the Hub's own address) are allowed. Check the Hub address (HF_ENDPOINT).",
+        kind="server",
+    )
+
+
+def http_client() -> ModuleType:
+    """huggingface_hub's HTTP client module (``httpx2`` in huggingface_hub >= 2, else ``httpx``)."""
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - older releases
+        import httpx
+
+        return httpx
+    return httpx2
 
 
 def status_error(
@@ -119,7 +246,7 @@ def status_error(
         )
     if status == 429:
         wait = retry_after_seconds(headers)
-        when = f"in {wait} seconds" if wait is not None else "in a few minutes"
+        when = "in a few minutes" if wait is None else f"in {wait} seconds" if wait else "now"
         return HubError(
             f"The Hugging Face Hub is limiting how many requests you can make: try again {when}.",
             kind="rate_limited",
@@ -162,8 +289,7 @@ def translate(
         RevisionNotFoundError,
     )
 
-    from .catalog import httpx
-
+    httpx = http_client()
     if isinstance(exc, HubError):
         return exc
     log.debug("Hub request failed: %s", type(exc).__name__)
