@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hub_server import make_gguf
-from llamadesk.hub import ModelLibrary, download, library_files
+from llamadesk.hub import ModelLibrary
 from llamadesk.paths import Paths
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="named pipes are POSIX files")
@@ -177,10 +177,3 @@ def test_a_named_pipe_in_the_hugging_face_cache_is_skipped(paths: Paths, tmp_pat
         library = ModelLibrary(paths, hf_cache_dir=cache)
         cached = [(e.name, e.state) for e in library.list() if e.source == "hf-cache"]
         assert cached == [("Real-Q4_0", "ok")] and not opened
-
-
-def test_the_library_uses_the_downloaders_file_names() -> None:
-    assert (library_files.PART_SUFFIX, library_files.SIDECAR_SUFFIX) == (
-        download.PART_SUFFIX,
-        download.SIDECAR_SUFFIX,
-    )

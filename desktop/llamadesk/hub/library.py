@@ -27,10 +27,10 @@ from ..engine import header_cache
 from ..engine.errors import ModelFileError
 from ..engine.gguf_info import GGUFInfo, inspect_gguf, inspect_gguf_cached
 from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
+from .download.files import PART_SUFFIX, sidecar_path
 from .errors import HubError
 from .library_copy import copy_in
 from .library_files import (
-    PART_SUFFIX,
     ImportRecord,
     hf_cache_files,
     is_inside,
@@ -42,7 +42,6 @@ from .library_files import (
     read_sidecar,
     real_path_in,
     regular_stat,
-    sidecar_path,
     split_glob,
     walk_models,
 )

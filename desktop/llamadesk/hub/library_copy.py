@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..engine.errors import ModelFileError
 from ..engine.gguf_reader import open_model_file
+from .download.files import PART_SUFFIX
 from .errors import HubError
-from .library_files import PART_SUFFIX, parts_of, regular_stat
+from .library_files import parts_of, regular_stat
 from .quant import display_name
 
 IMPORTED_FOLDER = "imported"

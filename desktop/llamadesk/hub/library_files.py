@@ -21,19 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import safejson
+from .download.files import sidecar_path
 from .quant import SPLIT_RE, split_part
 
 log = logging.getLogger(__name__)
 
-# The downloader's names (hub/download.py); kept here so listing models doesn't import it.
-PART_SUFFIX = ".part"
-SIDECAR_SUFFIX = ".source.json"
+
 MAX_SIDECAR_BYTES = 1 << 20
 MAX_LIBRARY_BYTES = 16 << 20
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def regular_stat(path: Path | str) -> os.stat_result | None:
