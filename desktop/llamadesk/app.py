@@ -26,16 +26,21 @@ def create_main_window(home: Path | None = None) -> MainWindow:
     """Build the fully wired window for ``home`` (default: LLAMADESK_HOME or the platform folders).
 
     Needs a QApplication already; the window is not shown. The model list is read in the
-    background; then the last model starts loading.
+    background (what the header cache knows at once, new files after); then the last model
+    starts loading.
     """
     from PySide6.QtCore import QTimer
 
     from .chat.store import ConversationStore, StoreError
+    from .engine import header_cache
+    from .secrets import SecretStore
     from .settings import SettingsStore
     from .ui.inference import InferenceController
     from .ui.main_window import MainWindow
 
     paths = get_paths(home).ensure()
+    # Model header facts are remembered across runs: listing a big library reads no file again.
+    header_cache.configure(paths.data_dir / header_cache.CACHE_FILE_NAME)
     settings_store = SettingsStore(paths.settings_file)
     settings = settings_store.load()
     warnings = [settings_store.warning] if settings_store.warning else []
@@ -72,6 +77,7 @@ def create_main_window(home: Path | None = None) -> MainWindow:
             store=store,
             library_factory=make_library,
             controller=controller,
+            secrets=SecretStore(paths.config_dir),
         )
     except BaseException:
         controller.shutdown()

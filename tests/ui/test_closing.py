@@ -49,7 +49,7 @@ def test_closing_while_everything_runs_is_quick_and_keeps_the_work(
 
     # A models folder on a network drive that stopped answering: listing it hangs.
     hang, entered, release = threading.Event(), threading.Event(), threading.Event()
-    listed = ModelLibrary.list
+    listed = ModelLibrary.list_cached
 
     def hanging_list(self: ModelLibrary) -> Any:
         if hang.is_set():
@@ -57,7 +57,7 @@ def test_closing_while_everything_runs_is_quick_and_keeps_the_work(
             release.wait(60)
         return listed(self)
 
-    monkeypatch.setattr(ModelLibrary, "list", hanging_list)
+    monkeypatch.setattr(ModelLibrary, "list_cached", hanging_list)
 
     with FakeHub() as hub:
         hub.add_file(REPO, FILE, make_gguf(tmp_path / "tiny.gguf", data_bytes=1_000_000))

@@ -454,6 +454,8 @@ def test_broken_file_is_listed_as_broken(
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"GGUF but not really" * 10)
     page = open_library(window)
+    # Listed at once as being checked, then as broken once its header was read in the background.
+    qtbot.waitUntil(lambda: any(m.path == bad and m.state == "broken" for m in page.models()))
     model = next(m for m in page.models() if m.path == bad)
     assert page.select(model.key)
     state = page.table.data(page.table.index(page.table.row_of(model.key), 6))
@@ -487,6 +489,7 @@ def test_resume_a_download_left_from_last_time(
     hub.faults.release.set()
 
     page = open_library(window)
+    qtbot.waitUntil(lambda: any(m.state == "partial" for m in page.models()), timeout=HUB_TIMEOUT)
     partial = next(m for m in page.models() if m.state == "partial")
     assert page.select(partial.key) and not page.load_button.isEnabled()
     assert page.resume_button.isVisibleTo(page)

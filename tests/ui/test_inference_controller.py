@@ -3,6 +3,7 @@ keeps turning, stop halts within a token, shutdown frees the model."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,40 @@ def test_message_too_long_for_the_context_is_refused_before_generating(
     # The model is still there for the next, shorter message.
     with qtbot.waitSignal(controller.generationFinished, timeout=60_000):
         controller.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_tokens=4))
+
+
+def test_stop_before_the_reply_began_finishes_it_as_stopped(qtbot: QtBot, starter_model: Path) -> None:
+    ctl = InferenceController()
+    # Hold the service thread in a load (at its first progress report) so the reply waits in the queue.
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_value: float) -> None:
+        entered.set()
+        release.wait(30)
+
+    held = ctl.loadProgress.connect(hold, Qt.ConnectionType.DirectConnection)
+    ctl.load_model(starter_model, RuntimeSettings(n_ctx=512))
+    assert entered.wait(30)
+    ctl.loadProgress.disconnect(held)
+    try:
+        with (
+            qtbot.assertNotEmitted(ctl.generationFailed),
+            qtbot.assertNotEmitted(ctl.tokenReceived),
+            qtbot.waitSignal(ctl.generationFinished, timeout=60_000) as finished,
+        ):
+            ctl.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_tokens=50))
+            ctl.stop()  # before the service began the reply
+            release.set()
+        stats = finished.args[0]
+        assert isinstance(stats, GenerationStats)
+        assert stats.stop_reason is StopReason.USER
+        assert stats.prompt_tokens == stats.completion_tokens == 0
+        assert not ctl.generating
+        qtbot.waitUntil(lambda: not ctl.busy, timeout=60_000)
+        # The window's next reply is not affected.
+        with qtbot.waitSignal(ctl.generationFinished, timeout=60_000) as next_reply:
+            ctl.generate([{"role": "user", "content": "Hi"}], GenerationSettings(max_tokens=2))
+        assert next_reply.args[0].stop_reason is not StopReason.USER
+    finally:
+        release.set()
+        ctl.shutdown()

@@ -114,7 +114,8 @@ def test_too_large_model_warns_and_offers_a_context_that_fits(
     _tight_ram(monkeypatch, 400_000_000)
 
     with qtbot.assertNotEmitted(window.controller.modelLoading):
-        assert not window.models.load_model(starter)
+        assert window.models.load_model(starter)  # the file is checked in the background first
+        qtbot.waitUntil(lambda: window.models.fit_warning is not None)
         box = window.models.fit_warning
         assert box is not None
         qtbot.waitUntil(box.isVisible)
@@ -123,6 +124,7 @@ def test_too_large_model_warns_and_offers_a_context_that_fits(
     assert window.models.fit_warning is None
 
     window.models.load_model(starter)
+    qtbot.waitUntil(lambda: window.models.fit_warning is not None)
     box = window.models.fit_warning
     assert box is not None
     qtbot.waitUntil(box.isVisible)
@@ -223,8 +225,9 @@ def test_fit_labels_and_warnings_count_the_memory_switching_frees(
     with qtbot.waitSignal(window.models.modelsListed, timeout=60_000):
         window.models.refresh_models()
     assert "Fits with ≤" in _starter_entry(window) and "tokens of context" in _starter_entry(window)
-    assert not window.models.load_model(starter)
-    assert window.models.fit_warning is not None
+    with qtbot.assertNotEmitted(window.controller.modelLoading):
+        assert window.models.load_model(starter)  # checked in the background, then the question
+        qtbot.waitUntil(lambda: window.models.fit_warning is not None)
     window.models.fit_warning.reject()
 
     # The loaded model's memory comes back when it is replaced, so the same load fits.

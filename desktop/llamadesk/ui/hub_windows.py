@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QMimeData, QObject, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from ..errors import LlamaDeskError
-from ..settings import load_token
+from ..secrets import HF_TOKEN
 
 if TYPE_CHECKING:
     from .hub_browser import HubBrowser
@@ -43,9 +43,24 @@ class HubWindows(QObject):
         self.hub_browser: HubBrowser | None = None
         self.model_library_page: ModelLibraryPage | None = None
         self._downloads: DownloadManager | None = None
+        self._token: str | None = None  # read from the secret store on first use
 
-    def _token(self) -> str:
-        return load_token(self.window.paths.token_file)
+    def token(self) -> str:
+        """The Hub access token ("" for none), read once from the window's secret store."""
+        if self._token is None:
+            self._token = self.window.secrets.get(HF_TOKEN) or ""
+        return self._token
+
+    def save_token(self, token: str) -> None:
+        """Use ``token`` from now on and keep it in the secret store ("" forgets it)."""
+        self._token = token.strip()
+        try:
+            self.window.secrets.set(HF_TOKEN, self._token)
+        except OSError as exc:
+            self.window.show_error(
+                f"Could not save the access token: {exc.strerror or exc}",
+                "It is used until LlamaDesk closes; check that the settings folder is writable.",
+            )
 
     def test_hub_token(self, token: str, dialog: PreferencesDialog) -> None:
         """Ask the Hub who the token belongs to, off the GUI thread; the answer goes to ``dialog``."""
@@ -72,13 +87,13 @@ class HubWindows(QObject):
         if self._downloads is None:
             self._downloads = DownloadManager(
                 window.models.library.models_dir,
-                token=self._token() or None,
+                token=self.token() or None,
                 max_parallel=window.settings.app.max_parallel_downloads,
                 parent=self,
             )
             self._downloads.downloadFinished.connect(self._on_download_finished)
             self._downloads.downloadFailed.connect(self._on_download_failed)
-        self._downloads.set_token(self._token() or None)
+        self._downloads.set_token(self.token() or None)
         self._downloads.set_max_parallel(window.settings.app.max_parallel_downloads)
         return self._downloads
 
@@ -102,7 +117,7 @@ class HubWindows(QObject):
         if self.hub_browser is None:
             self.hub_browser = HubBrowser(
                 self.download_manager(),
-                token=self._token,
+                token=self.token,
                 hardware=window.models.planning_hardware,  # fit verdicts as if the loaded model made room
                 dark=window.dark,
                 parent=window,
@@ -123,6 +138,7 @@ class HubWindows(QObject):
         if self.model_library_page is None:
             page = ModelLibraryPage(
                 window.models.library,  # type: ignore[arg-type]
+                listing=window.models.listing,  # one listing for the picker and My models
                 downloads=self.download_manager(),
                 loaded_path=lambda: window.controller.loaded.path if window.controller.loaded else None,
                 parent=window,
@@ -183,17 +199,20 @@ class HubWindows(QObject):
         return True
 
     def import_dropped_model(self, path: Path) -> None:
-        """Register a dropped .gguf file in the library where it is, and offer to load it."""
+        """Register a dropped .gguf file in the library where it is (in the background: its header
+        is read), and offer to load it."""
         window = self.window
-        try:
-            model = window.models.library.import_model(path, copy=False)
-        except LlamaDeskError as exc:
-            window.show_error(str(exc), "Drop a .gguf model file.")
-            return
-        window.models.refresh_models()
-        if self.model_library_page is not None:
-            self.model_library_page.refresh()
-        self.offer_load(f"Added {model.name} to My models.", path)
+        library = window.models.library
+
+        def imported(model: Any) -> None:
+            window.models.listing.update(model)
+            window.models.refresh_models()  # My models, when open, shows the same listing
+            self.offer_load(f"Added {model.name} to My models.", path)
+
+        def failed(error: LlamaDeskError) -> None:
+            window.show_error(str(error), "Drop a .gguf model file.")
+
+        window.tasks.run(lambda: library.import_model(path, copy=False), imported, failed)
 
     def offer_load(self, message: str, path: Path) -> None:
         """Say ``message`` in the banner with a "Load it" button for ``path``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from ..engine.engine import GenerationStats, StopReason
 from ..engine.service import ChatResult, InferenceService, Job, LoadedModel
 from ..settings import GenerationSettings, RuntimeSettings
 
@@ -59,6 +60,7 @@ class InferenceController(QObject):
 
     A reply ends with exactly one of ``generationFinished(stats)``, ``generationFailed(str)`` or
     ``promptTooLong(str)``: the newest message does not fit in the context, nothing was generated.
+    A reply stopped before it began finishes like any stopped reply: no tokens, ``StopReason.USER``.
     """
 
     modelLoading = Signal(str)
@@ -84,6 +86,7 @@ class InferenceController(QObject):
         self.loaded: LoadedModel | None = None
         self._load_job: Job | None = None
         self._chat_job: Job | None = None
+        self._chat_stopped = False  # this window stopped the reply (maybe before it began)
         self._shut_down = False
         self._loadDone.connect(self._on_load_done)
         self._chatDone.connect(self._on_chat_done)
@@ -127,6 +130,7 @@ class InferenceController(QObject):
             messages, settings, on_fit=self.contextPrepared.emit, on_text=coalescer.add, client=CLIENT
         )
         self._chat_job = job
+        self._chat_stopped = False
 
         def done(finished: Job) -> None:
             coalescer.flush()  # queued before the end, so the last piece arrives first
@@ -137,6 +141,7 @@ class InferenceController(QObject):
     def stop(self) -> None:
         """Stop this window's reply within a token; returns at once."""
         if self._chat_job is not None:
+            self._chat_stopped = True
             self._chat_job.stop()
 
     def unload(self) -> None:
@@ -174,6 +179,9 @@ class InferenceController(QObject):
         if job.error is not None:
             if job.error.kind == "too_long":
                 self.promptTooLong.emit(str(job.error))
+            elif job.error.kind == "cancelled" and self._chat_stopped:
+                # Stopped before the service began it: a stopped reply with nothing written.
+                self.generationFinished.emit(_not_started())
             else:
                 self.generationFailed.emit(str(job.error))
             return
@@ -185,3 +193,16 @@ class InferenceController(QObject):
             return
         self.loaded = None
         self.modelUnloaded.emit()
+
+
+def _not_started() -> GenerationStats:
+    """The stats of a reply stopped before it began: nothing evaluated, nothing written."""
+    return GenerationStats(
+        prompt_tokens=0,
+        cached_tokens=0,
+        completion_tokens=0,
+        ttft_s=0.0,
+        tokens_per_s=0.0,
+        total_s=0.0,
+        stop_reason=StopReason.USER,
+    )

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 from ..chat.store import ConversationStore
 from ..engine import load_policy
 from ..paths import Paths, starter_model_path
-from ..settings import Settings, SettingsError, SettingsStore, load_token, save_token
+from ..secrets import SecretStore
+from ..settings import Settings, SettingsError, SettingsStore
 from .banner import Banner
 from .chat_view import ChatView
 from .composer import Composer
@@ -82,6 +83,7 @@ class MainWindow(QMainWindow):
         store: ConversationStore,
         library_factory: Callable[[Path | None], Library],
         controller: InferenceController,
+        secrets: SecretStore,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -93,6 +95,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.store = store
         self.controller = controller
+        self.secrets = secrets  # the Hub token (system keyring, or a private file)
         self.window_state = QSettings(str(paths.config_dir / "window.ini"), QSettings.Format.IniFormat)
         self.preferences_dialog: PreferencesDialog | None = None
         self.setAcceptDrops(True)
@@ -313,10 +316,7 @@ class MainWindow(QMainWindow):
             self.conversations.load_system_prompt()  # a new chat not yet sent takes up the new default
         self.save_settings()
         if token is not None:
-            try:
-                save_token(self.paths.token_file, token)
-            except OSError as exc:
-                self.show_error(f"Could not save the access token: {exc}")
+            self.hub.save_token(token)
         self.hub.settings_changed()
         if folder_changed:
             self.models.use_models_dir()
@@ -365,7 +365,7 @@ class MainWindow(QMainWindow):
             auto_layers = load_policy.auto_gpu_layers(loaded.info, planning, loaded.n_ctx)
         dialog = PreferencesDialog(
             self.settings,
-            token=load_token(self.paths.token_file),
+            token=self.hub.token(),
             hardware_summary=engine.detect_hardware().describe(),
             auto_gpu_layers=auto_layers,
             model_layers=loaded.info.block_count if loaded is not None else None,

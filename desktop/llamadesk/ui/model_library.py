@@ -1,7 +1,9 @@
 """The "My models" window: every model on this computer, with load, import, delete and reveal.
 
-Lists the starter, downloads, imports and the Hugging Face cache from ``hub.ModelLibrary``.
-Broken and unfinished files are shown as such and can't be loaded; an unfinished download
+Lists the starter, downloads, imports and the Hugging Face cache from ``hub.ModelLibrary``
+through a :class:`LibraryListing` (in the main window, the one the model picker uses): every
+model at once, new files "Checking…" until their header is read in the background. Broken,
+unchecked and unfinished files are shown as such and can't be loaded; an unfinished download
 can be resumed.
 """
 
@@ -14,19 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QMimeData,
-    QModelIndex,
-    QPersistentModelIndex,
-    Qt,
-    QTimer,
-    QUrl,
-    Signal,
-)
-from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -47,18 +40,14 @@ from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
 from .hub_tables import short_number
 from .hub_worker import DownloadManager
+from .library_listing import UNCHECKED, LibraryListing
+from .library_table import SOURCE_TEXT, LibraryTableModel, state_text
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
     from ..hub import DownloadTask, LibraryModel, ModelLibrary
 
-_Index = QModelIndex | QPersistentModelIndex
-SOURCE_TEXT = {
-    "starter": "Starter (built in)",
-    "downloaded": "Downloaded",
-    "imported": "Imported",
-    "hf-cache": "Hugging Face cache",
-}
+__all__ = ["SOURCE_TEXT", "LibraryTableModel", "ModelLibraryPage", "gguf_paths", "state_text"]
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
 
 
@@ -71,83 +60,6 @@ def gguf_paths(mime: QMimeData) -> list[Path]:
         if url.isLocalFile() and url.toLocalFile().lower().endswith(".gguf"):
             found.append(Path(url.toLocalFile()))
     return found
-
-
-def state_text(model: LibraryModel) -> str:
-    if model.state == "broken":
-        return f"Broken: {model.message}" if model.message else "Broken"
-    if model.state == "partial":
-        return "Partial download (resume it to finish)"
-    if model.kind != "model":
-        return "Not a chat model (vision projector)" if model.kind == "mmproj" else "Not a chat model"
-    return "Ready"
-
-
-class LibraryTableModel(QAbstractTableModel):
-    """The library's models as rows."""
-
-    HEADERS = ("Name", "Size", "Quantization", "Source", "Repository", "Added", "State")
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.models: list[LibraryModel] = []
-
-    def set_models(self, models: list[LibraryModel]) -> None:
-        self.beginResetModel()
-        self.models = list(models)
-        self.endResetModel()
-
-    def model_at(self, row: int) -> LibraryModel | None:
-        return self.models[row] if 0 <= row < len(self.models) else None
-
-    def row_of(self, key: str) -> int:
-        return next((i for i, m in enumerate(self.models) if m.key == key), -1)
-
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.models)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        from ..hub import format_size
-
-        if not index.isValid():
-            return None
-        model = self.models[index.row()]
-        column = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            source = SOURCE_TEXT.get(model.source, model.source)
-            if model.source == "imported":
-                source += " (in place)" if model.in_place else " (copied)"
-            return (
-                model.name,
-                format_size(model.size),
-                model.quantization or "",
-                source,
-                model.repo_id or "",
-                model.added.astimezone().strftime("%Y-%m-%d") if model.added else "",
-                state_text(model),
-            )[column]
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if model.state == "broken":
-                return QBrush(QColor("#cf222e"))
-            if model.state == "partial" or model.kind != "model":
-                return QBrush(QColor("#9a6700"))
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if column == 2 and model.quantization:
-                from ..hub import describe_quantization
-
-                return describe_quantization(model.quantization)
-            return f"{model.message}\n{model.path}" if model.message else str(model.path)
-        if role == Qt.ItemDataRole.TextAlignmentRole and column == 1:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
 
 
 class ModelLibraryPage(QDialog):
@@ -171,6 +83,7 @@ class ModelLibraryPage(QDialog):
         self,
         library: ModelLibrary,
         *,
+        listing: LibraryListing | None = None,
         downloads: DownloadManager | None = None,
         loaded_path: Callable[[], Path | None] = lambda: None,
         parent: QWidget | None = None,
@@ -182,7 +95,9 @@ class ModelLibraryPage(QDialog):
         self.library = library
         self.downloads = downloads
         self._loaded_path = loaded_path
-        self.tasks = TaskRunner(self, max_threads=1, name="import")
+        self.tasks = TaskRunner(self, max_threads=2, name="library")  # an import, and listing when alone
+        # Without a listing to share (the window's), this window lists the library itself.
+        self.listing = listing or LibraryListing(self.tasks, lambda: library, self)
         self._import_cancel = threading.Event()
         self._importing = ""
         self._build()
@@ -195,6 +110,10 @@ class ModelLibraryPage(QDialog):
         if downloads is not None:
             downloads.taskAdded.connect(self._refresh_timer.start)
             downloads.taskFinished.connect(self._refresh_timer.start)
+        self.listing.changed.connect(self._show_models)
+        self.listing.failed.connect(lambda message: self.show_message(message, error=True))
+        if self.listing.models is not None:
+            self._show_models(self.listing.models)  # what is known now; the refresh brings the rest
         self.refresh()
 
     def _build(self) -> None:
@@ -287,13 +206,12 @@ class ModelLibraryPage(QDialog):
     # -- listing -------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read the library again, keeping the selection."""
+        """List the library again in the background (the list shown stays until then)."""
+        self.listing.refresh()
+
+    def _show_models(self, models: list[LibraryModel]) -> None:
+        """Show ``models``, keeping the selection."""
         current = self.selected()
-        try:
-            models = self.library.list()
-        except LlamaDeskError as exc:
-            self.show_message(str(exc), error=True)
-            models = []
         self.table.set_models(models)
         if self.library.warning:
             self.show_message(self.library.warning, error=True)
@@ -378,6 +296,9 @@ class ModelLibraryPage(QDialog):
         model = self.selected()
         if model is None:
             return
+        if model.state == UNCHECKED:
+            self.show_message(f"{model.name} is being checked: load it in a moment.")
+            return
         if not model.loadable:
             self.show_message(f"{model.name} can't be loaded: {state_text(model)}.", error=True)
             return
@@ -459,6 +380,7 @@ class ModelLibraryPage(QDialog):
 
     def _on_imported(self, model: LibraryModel) -> None:
         self._import_ended()
+        self.listing.update(model)
         self.refresh()
         self.select(model.key)
         self.show_message(f"Added {model.name}.")
@@ -526,6 +448,7 @@ class ModelLibraryPage(QDialog):
         except LlamaDeskError as exc:
             self.show_message(str(exc), error=True)
             return False
+        self.listing.discard(model.key)
         self.refresh()
         self.show_message(f"Removed {model.name}.")
         self.modelsChanged.emit()
@@ -567,6 +490,7 @@ class ModelLibraryPage(QDialog):
     def shutdown(self, timeout_s: float = 1.0) -> None:
         """At app exit: stop a running copy and give it ``timeout_s`` to remove its partial file."""
         self._import_cancel.set()  # a running copy stops within a chunk: quitting is quick
+        self.listing.stop()
         self.tasks.shutdown(timeout_s)
 
 

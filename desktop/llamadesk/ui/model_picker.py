@@ -85,25 +85,31 @@ class ModelPicker(QComboBox):
         return list(self._entries)
 
     def set_models(self, entries: list[ModelEntry]) -> None:
-        """Fill the list; keeps showing the current model."""
+        """Fill the list; keeps showing the current model. The same models again (with what was
+        learnt about them meanwhile) are updated in place, so an open list stays open."""
+        same = self.count() > 0 and [e.path for e in entries] == [e.path for e in self._entries]
         self._entries = list(entries)
         self.blockSignals(True)
-        self.clear()
-        self.addItem(icon("model"), "Choose a model…")
-        self.setItemData(0, "placeholder", _KIND_ROLE)
-        for entry in entries:
-            self.addItem(icon("model"), entry.text)
-            index = self.count() - 1
-            self.setItemData(index, str(entry.path), _PATH_ROLE)
-            self.setItemData(index, "model", _KIND_ROLE)
+        model_icon = icon("model")
+        if not same:
+            self.clear()
+            self.addItem(model_icon, "Choose a model…")
+            self.setItemData(0, "placeholder", _KIND_ROLE)
+        for row, entry in enumerate(entries, start=1):
+            if same:
+                self.setItemText(row, entry.text)
+            else:
+                self.addItem(model_icon, entry.text)
+                self.setItemData(row, str(entry.path), _PATH_ROLE)
+                self.setItemData(row, "model", _KIND_ROLE)
             tip = str(entry.path) if entry.ok else f"{entry.message}\n{entry.path}"
-            self.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
-            if not entry.ok:  # listed so the user sees it, but it can't be chosen
-                item = self.model().item(index)  # type: ignore[attr-defined]
-                item.setEnabled(False)
-        self.insertSeparator(self.count())
-        self.addItem(OPEN_FILE_TEXT)
-        self.setItemData(self.count() - 1, "open", _KIND_ROLE)
+            self.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
+            # A model that can't be used (or is still being checked) is listed but can't be chosen.
+            self.model().item(row).setEnabled(entry.ok)  # type: ignore[attr-defined]
+        if not same:
+            self.insertSeparator(self.count())
+            self.addItem(OPEN_FILE_TEXT)
+            self.setItemData(self.count() - 1, "open", _KIND_ROLE)
         self.blockSignals(False)
         self.set_current_path(self._current)
 

@@ -8,9 +8,11 @@ decisions and their texts come from the Qt-free :mod:`llamadesk.engine.load_poli
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -20,6 +22,7 @@ from ..errors import LlamaDeskError
 from ..paths import STARTER_MODEL_NAME, starter_model_path
 from ..settings import RuntimeSettings
 from .inference import LoadedModel
+from .library_listing import CHECKING_TEXT, UNCHECKED, Library, LibraryListing
 from .model_picker import ModelEntry
 
 if TYPE_CHECKING:
@@ -33,23 +36,14 @@ __all__ = ["GGUF_FILTER", "Library", "ModelSession"]
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
 
 
-class Library(Protocol):
-    """The local model library (``hub.library.ModelLibrary``)."""
-
-    models_dir: Path
-
-    def list(self) -> list[Any]: ...
-
-    def find(self, name_or_path: str) -> Any: ...
-
-    def import_model(self, path: str | Path, *, copy: bool = False) -> Any: ...
-
-
 class ModelSession(QObject):
     """The model picker, the library behind it, and loading.
 
+    Nothing here reads a model file on the GUI thread: the library is listed by a
+    :class:`LibraryListing` and a model is checked (``inspect_gguf``) on a worker before it loads.
+
     Signals:
-        modelsListed: the picker was filled from the library (after a scan or a refresh).
+        modelsListed: the picker was filled from the whole library (after a scan or a refresh).
     """
 
     modelsListed = Signal()
@@ -59,11 +53,19 @@ class ModelSession(QObject):
         self.window = window
         self._library_factory = library_factory
         self._library: Library | None = None
-        self._scanning = False
+        self._library_lock = threading.Lock()
+        self._models_dir = self.models_dir_setting()
+        self._restore_pending = False
+        self._checking: Path | None = None  # the model whose file is being checked before it loads
         self._loading_path: Path | None = None
         self._load_cancelled = False
         self._loaded_identity: tuple[Path, tuple[str, str]] | None = None
         self.fit_warning: QMessageBox | None = None  # open while asking whether to load a too-large model
+        self.listing = LibraryListing(window.tasks, self._open_library, self)
+        self.listing.changed.connect(self._fill_picker)
+        self.listing.reading.connect(window.status.set_reading)
+        self.listing.finished.connect(self._on_listing_finished)
+        self.listing.failed.connect(self._on_listing_failed)
         c = window.controller
         c.modelLoading.connect(self._on_model_loading)
         c.loadProgress.connect(window.load_progress.set_progress)
@@ -73,7 +75,8 @@ class ModelSession(QObject):
 
     @property
     def loading(self) -> bool:
-        return self._loading_path is not None
+        """True while a model is checked or loaded."""
+        return self._loading_path is not None or self._checking is not None
 
     # -- identity
 
@@ -86,8 +89,8 @@ class ModelSession(QObject):
         return self._identify(path)[1] or None
 
     def _identify(self, path: Path | None) -> tuple[str, str]:
-        """(preset key, display name) of ``path`` or of the loaded model, which is remembered:
-        replies ask for it on every send, and a library lookup reads the disk."""
+        """(preset key, display name) of ``path`` or of the loaded model (remembered: replies ask
+        for it on every send). Answered from the listing, never by reading the file."""
         if path is None:
             loaded = self.window.controller.loaded
             if loaded is None:
@@ -97,24 +100,34 @@ class ModelSession(QObject):
             identity = self._identify(loaded.path)
             self._loaded_identity = (loaded.path, identity)
             return identity
-        try:
-            found = self.library.find(str(path))
-        except LlamaDeskError:
-            found = None
+        found = self.listing.find(path)
         if found is not None:
             return str(found.key), str(found.name)
+        # Not listed (yet): the key and name the library gives such a file.
         starter = starter_model_path()
-        name = STARTER_MODEL_NAME if starter is not None and Path(path) == starter else Path(path).stem
-        return str(path), name
+        real = os.path.realpath(path)
+        if starter is not None and real == os.path.realpath(starter):
+            return "starter", STARTER_MODEL_NAME
+        from ..hub.quant import display_name
+
+        return f"file:{real}", display_name(Path(path).name)
 
     # -- the library and the picker
 
     @property
     def library(self) -> Library:
-        """The model library, created on first use (the start-up scan usually made it already)."""
-        if self._library is None:
-            self._library = self._library_factory(self.models_dir_setting())
-        return self._library
+        """The model library, created on first use (the start-up listing usually made it already)."""
+        return self._open_library()
+
+    def _open_library(self) -> Library:
+        """The library, created on first use; called on the listing's worker thread too."""
+        with self._library_lock:
+            if self._library is None:
+                from ..engine import detect_hardware
+
+                self._library = self._library_factory(self._models_dir)
+                detect_hardware()  # cached: planning on the GUI thread does not wait for it
+            return self._library
 
     def models_dir_setting(self) -> Path | None:
         folder = self.window.settings.app.models_dir
@@ -122,52 +135,36 @@ class ModelSession(QObject):
 
     @property
     def library_ready(self) -> bool:
-        return self._library is not None and not self._scanning
+        """True once the library was listed completely (and no listing is running)."""
+        return self._library is not None and self.listing.models is not None and not self.listing.busy
 
     def start_library_scan(self, *, restore_last_model: bool = True) -> None:
-        """List the models in the background (importing the library and reading GGUF headers
-        takes a moment), then fill the picker and, at start-up, load the last model."""
-        window = self.window
-        models_dir = self.models_dir_setting()
-        library = self._library
-        factory = self._library_factory
-
-        def scan() -> tuple[Library, list[Any]]:
-            from ..engine import detect_hardware
-
-            found = library if library is not None else factory(models_dir)
-            models = found.list()
-            detect_hardware()  # cached: the first plan does not wait for it on the GUI thread
-            return found, models
-
-        def scanned(result: tuple[Library, list[Any]]) -> None:
-            self._scanning = False
-            if self._library is None:
-                self._library = result[0]
-            self._fill_picker(result[1])
-            if restore_last_model:
-                self.restore_last_model()
-
-        def failed(error: LlamaDeskError) -> None:
-            self._scanning = False
-            window.show_error(f"The model list could not be read: {error}")
-
-        self._scanning = True
-        window.tasks.run(scan, scanned, failed, channel="library-scan")
+        """Fill the picker from stats and the header cache at once, then read the headers not
+        known yet in the background; at start-up, the last model loads as soon as it is listed."""
+        self._restore_pending = self._restore_pending or restore_last_model
+        self.listing.refresh()
 
     def use_models_dir(self) -> None:
         """Point the library and new downloads at the models folder from the settings, and list it."""
         window = self.window
         folder = self.models_dir_setting() or window.paths.models_dir
-        if self._library is not None:
-            self._library.models_dir = folder
-            self.start_library_scan(restore_last_model=False)
+        with self._library_lock:
+            self._models_dir = self.models_dir_setting()
+            if self._library is not None:
+                self._library.models_dir = folder
+        self.refresh_models()
         window.hub.set_models_dir(folder)  # running downloads finish where they started
 
     def refresh_models(self) -> None:
         """List the models again in the background and fill the picker (after an import, a
         download or a change in My models); ``modelsListed`` says when it is done."""
         self.start_library_scan(restore_last_model=False)
+
+    def _on_listing_finished(self, _models: list[Any]) -> None:
+        self.modelsListed.emit()
+
+    def _on_listing_failed(self, message: str) -> None:
+        self.window.show_error(f"The model list could not be read: {message}")
 
     def planning_hardware(self) -> Hardware:
         """This machine as a model about to load will find it: loading one frees the one loaded now."""
@@ -182,6 +179,7 @@ class ModelSession(QObject):
         return settings.for_model(key)[1] if key in settings.presets else settings.runtime
 
     def _fill_picker(self, models: list[Any]) -> None:
+        """Show ``models`` in the picker: a model not checked yet is listed but can't be chosen."""
         window = self.window
         hardware: Hardware | None = None
         entries = []
@@ -198,6 +196,7 @@ class ModelSession(QObject):
                     fit = load_policy.fit_label(plan, runtime.n_ctx)
                 except Exception:  # a planner problem must not hide the model
                     log.exception("planning %s failed", model.path)
+            checking = model.state == UNCHECKED
             entries.append(
                 ModelEntry(
                     key=model.key,
@@ -207,12 +206,15 @@ class ModelSession(QObject):
                     quantization=getattr(model, "quantization", None) or (info.file_type if info else ""),
                     fit_label=fit,
                     ok=model.state == "ok",
-                    message=model.message or "",
+                    message=CHECKING_TEXT if checking else model.message or "",
                 )
             )
         window.model_picker.set_models(entries)
         self.reset_picker()
-        self.modelsListed.emit()
+        self._loaded_identity = None  # the loaded model's name may be known better now
+        if self._restore_pending:
+            self._restore_pending = False
+            self.restore_last_model()
 
     def show_model_list(self) -> None:
         picker = self.window.model_picker
@@ -245,32 +247,57 @@ class ModelSession(QObject):
 
     def open_model_file(self, path: Path) -> None:
         """Add a file from disk to the library (without copying it) and load it."""
-        try:
-            self.library.import_model(path, copy=False)
-        except LlamaDeskError as exc:
-            self.window.show_error(str(exc), "Choose another .gguf file.", topic="model")
-            return
-        self.refresh_models()
-        self.load_model(path)
+        library = self.library
+
+        def imported(model: Any) -> None:
+            self.listing.update(model)
+            self.refresh_models()
+            self.load_model(path)
+
+        def failed(error: LlamaDeskError) -> None:
+            self.window.show_error(str(error), "Choose another .gguf file.", topic="model")
+
+        self.window.tasks.run(lambda: library.import_model(path, copy=False), imported, failed)
 
     def load_model(self, path: Path, *, confirm: bool = True) -> bool:
-        """Check that the model can work here, then load it on the inference thread.
-
-        False when it did not start: busy, an unreadable file, or a "may not fit" question is open.
-        """
-        from ..engine import EngineError, inspect_gguf
-
+        """Check the file on a worker (``inspect_gguf``), then say whether it may not fit or load
+        it on the inference thread. False when it can't start now (a reply, a load or a check runs)."""
         window = self.window
-        if window.controller.busy:
+        if window.controller.busy or self._checking is not None:
             window.show_info("Wait for the current reply or load to finish first.")
             self.reset_picker()
             return False
-        try:
-            info = inspect_gguf(path)
-        except EngineError as exc:
+        self._check(Path(path), confirm=confirm, quiet=False)
+        return True
+
+    def _check(self, path: Path, *, confirm: bool, quiet: bool) -> None:
+        """Read (or look up) the model's facts in the background, then plan and load it;
+        ``quiet``: a file that can't be used is only logged (the last model, at start-up)."""
+        from ..engine import inspect_gguf
+
+        window = self.window
+        self._checking = path
+        window.model_picker.set_current_path(path)
+        window.update_state()
+
+        def checked(info: GGUFInfo) -> None:
+            self._checking = None
+            self._plan_load(path, info, confirm)
+            window.update_state()
+
+        def failed(error: LlamaDeskError) -> None:
+            self._checking = None
             self.reset_picker()
-            window.show_error(str(exc), "Choose another model file.", topic="model")
-            return False
+            if quiet:
+                log.info("the last model can't be loaded: %s", error)
+            else:
+                window.show_error(str(error), "Choose another model file.", topic="model")
+            window.update_state()
+
+        window.tasks.run(lambda: inspect_gguf(path), checked, failed, channel="model-check")
+
+    def _plan_load(self, path: Path, info: GGUFInfo, confirm: bool) -> None:
+        """Load a checked model, first asking when it may not fit in this machine's memory."""
         runtime = self.runtime_for(self.model_key(path))
         if confirm:
             try:
@@ -280,10 +307,9 @@ class ModelSession(QObject):
             else:
                 check = load_policy.check_load(info, hardware, runtime.n_ctx, runtime.n_gpu_layers)
                 if check.warning is not None:
-                    self._ask_load_anyway(Path(path), info, runtime, check.warning)
-                    return False
-        self._start_load(Path(path), runtime)
-        return True
+                    self._ask_load_anyway(path, info, runtime, check.warning)
+                    return
+        self._start_load(path, runtime)
 
     def _start_load(self, path: Path, runtime: RuntimeSettings) -> None:
         window = self.window
@@ -335,6 +361,13 @@ class ModelSession(QObject):
         box.open()
 
     def cancel_load(self) -> None:
+        """Cancel the load (or the check before it)."""
+        if self._checking is not None:
+            self.window.tasks.cancel("model-check")
+            self._checking = None
+            self.reset_picker()
+            self.window.update_state()
+            return
         self._load_cancelled = True
         self.window.controller.cancel_load()
 
@@ -382,22 +415,17 @@ class ModelSession(QObject):
             controller.unload()
 
     def restore_last_model(self) -> None:
-        """Load the model used last time, if it is still there and usable."""
+        """Load the model used last time, if it is still there and usable (checked in the background)."""
         last = self.window.settings.app.last_model
-        if not last or not Path(last).is_file():
+        if not last or not Path(last).is_file() or self.window.controller.busy or self._checking:
             return
-        try:
-            found = self.library.find(last)
-        except LlamaDeskError:
-            found = None
-        if found is not None and found.state != "ok":
-            return
-        self.load_model(Path(last), confirm=False)
+        self._check(Path(last), confirm=False, quiet=True)
 
     def reset_picker(self) -> None:
-        """Show the model being loaded, else the loaded one, after a choice that was not taken."""
+        """Show the model being checked or loaded, else the loaded one, after a choice that was not taken."""
         loaded = self.window.controller.loaded
-        self.window.model_picker.set_current_path(self._loading_path or (loaded.path if loaded else None))
+        current = self._checking or self._loading_path or (loaded.path if loaded else None)
+        self.window.model_picker.set_current_path(current)
 
     # -- the controller's answers
 

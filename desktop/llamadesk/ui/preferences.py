@@ -49,6 +49,11 @@ TABS = (
 )
 RELOAD_NOTICE = "These changes take effect when the model is reloaded."
 NEXT_LOAD_NOTICE = "These changes take effect when a model is loaded."
+TOKEN_HELP = (
+    "Needed only for gated or private models (for example Llama or Gemma). Create a token with read "
+    "access at huggingface.co/settings/tokens. It is kept in your system's keyring or, where there is "
+    "none, in a file only you can read."
+)
 
 
 def _name(widget: QWidget, name: str) -> None:
@@ -181,7 +186,7 @@ class PreferencesDialog(QDialog):
         layout.addWidget(self.buttons)
 
         self._load(settings)
-        self._runtime_baseline = self._form_values().get("runtime", {})
+        self._runtime_baseline = self._form_values()[0].get("runtime", {})
         self._revalidate()
         self.resize(720, 720)
 
@@ -195,11 +200,17 @@ class PreferencesDialog(QDialog):
         area.setWidget(page)
         return area
 
-    def _page(self, form: SettingsForm, intro: str = "") -> tuple[QWidget, QVBoxLayout]:
+    @staticmethod
+    def _column() -> tuple[QWidget, QVBoxLayout]:
+        """An empty tab page and the column its parts go in."""
         page = QWidget()
         column = QVBoxLayout(page)
         column.setContentsMargins(16, 14, 16, 14)
         column.setSpacing(12)
+        return page, column
+
+    def _page(self, form: SettingsForm, intro: str = "") -> tuple[QWidget, QVBoxLayout]:
+        page, column = self._column()
         if intro:
             column.addWidget(_help(intro, page))
         column.addWidget(form)
@@ -229,19 +240,10 @@ class PreferencesDialog(QDialog):
         return page
 
     def _hub_page(self, form: SettingsForm) -> QWidget:
-        page = QWidget()
-        column = QVBoxLayout(page)
-        column.setContentsMargins(16, 14, 16, 14)
-        column.setSpacing(12)
+        page, column = self._column()
         box = QGroupBox("Hugging Face access token", page)
         inner = QVBoxLayout(box)
-        inner.addWidget(
-            _help(
-                "Needed only for gated or private models (for example Llama or Gemma). Create a token with "
-                "read access at huggingface.co/settings/tokens. It is stored in a file only you can read.",
-                box,
-            )
-        )
+        inner.addWidget(_help(TOKEN_HELP, box))
         row = QHBoxLayout()
         self.token_edit = QLineEdit(self._token, box)
         _name(self.token_edit, "hubTokenEdit")
@@ -285,10 +287,7 @@ class PreferencesDialog(QDialog):
         return page
 
     def _storage_page(self) -> QWidget:
-        page = QWidget()
-        column = QVBoxLayout(page)
-        column.setContentsMargins(16, 14, 16, 14)
-        column.setSpacing(12)
+        page, column = self._column()
         folder = QGroupBox("Data folder", page)
         inner = QVBoxLayout(folder)
         inner.addWidget(_help("Conversations, the model library and logs are kept here.", folder))
@@ -454,16 +453,8 @@ class PreferencesDialog(QDialog):
         for form in self.forms.values():
             form.set_values(section, data)
 
-    def _form_values(self) -> dict[str, dict[str, Any]]:
-        merged: dict[str, dict[str, Any]] = {}
-        for form in self.forms.values():
-            values, _ = form.values()
-            for section, data in values.items():
-                merged.setdefault(section, {}).update(data)
-        return merged
-
-    def _build(self) -> tuple[Settings | None, dict[str, str]]:
-        """A new Settings from the form, or the error message for each refused field."""
+    def _form_values(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every tab's values by section, and the error message of each field that refused its text."""
         merged: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
         for form in self.forms.values():
@@ -471,6 +462,11 @@ class PreferencesDialog(QDialog):
             errors.update(form_errors)
             for section, data in values.items():
                 merged.setdefault(section, {}).update(data)
+        return merged, errors
+
+    def _build(self) -> tuple[Settings | None, dict[str, str]]:
+        """A new Settings from the form, or the error message for each refused field."""
+        merged, errors = self._form_values()
         sections: dict[str, BaseModel] = {}
         for section, model, _tab in SECTIONS:
             data = getattr(self._result, section).model_dump()
@@ -512,12 +508,9 @@ class PreferencesDialog(QDialog):
         settings, errors = self._build()
         self._show_errors(errors)
         self._valid = settings is not None
-        dirty = settings is not None and (
-            settings != self._result or self.token_edit.text().strip() != self._token
-        )
         self.ok_button.setEnabled(self._valid)
-        self.apply_button.setEnabled(dirty)
-        runtime = self._form_values().get("runtime", {})
+        self.apply_button.setEnabled(self._changed(settings))
+        runtime = self._form_values()[0].get("runtime", {})
         self.reload_notice.setVisible(runtime != getattr(self, "_runtime_baseline", runtime))
         if self._model_key is not None:
             has_preset = self._preset_mode
@@ -541,17 +534,21 @@ class PreferencesDialog(QDialog):
     def _is_dark(self) -> bool:
         return self.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
+    def _changed(self, settings: Settings | None) -> bool:
+        """True when ``settings`` (valid) or the token differ from what was last applied."""
+        return settings is not None and (
+            settings != self._result or self.token_edit.text().strip() != self._token
+        )
+
     def _ok(self) -> None:
         settings, _ = self._build()
-        if settings is None:
-            return
-        if (settings != self._result or self.token_edit.text().strip() != self._token) and not self.apply():
+        if settings is None or (self._changed(settings) and not self.apply()):
             return
         self.accept()
 
     def _reload_now(self) -> None:
         if self.apply():
-            self._runtime_baseline = self._form_values().get("runtime", {})
+            self._runtime_baseline = self._form_values()[0].get("runtime", {})
             self.reload_notice.setVisible(False)
             self.reloadRequested.emit()
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QInputDialog
 
 from ..chat.prompt import PromptMessages, build_messages
@@ -46,13 +45,8 @@ class ReplySession(QObject):
         self._reply: StreamingReply | None = None
         self._prompt = PromptMessages()
         self._reply_failed_store = False
-        # Stop pressed before the reply began is applied once its prompt is ready (on the inference
-        # thread), so it ends as a stopped reply to that prompt rather than a cancelled request.
-        self._stop_pending = threading.Event()
-        self._fitted = threading.Event()
         self._sent: _SentMessage | None = None  # the message the running reply answers, when just sent
         c = window.controller
-        c.contextPrepared.connect(self._on_fitted, Qt.ConnectionType.DirectConnection)
         c.contextPrepared.connect(self._on_context_prepared)
         c.tokenReceived.connect(self._on_token)
         c.generationFinished.connect(self._on_generation_finished)
@@ -134,8 +128,6 @@ class ReplySession(QObject):
         self._reply = reply
         self._sent = sent
         self._reply_failed_store = False
-        self._stop_pending.clear()
-        self._fitted.clear()
         window.chat_view.set_messages(list(path))
         window.chat_view.set_excluded(set())
         window.chat_view.begin_stream(message)
@@ -169,11 +161,10 @@ class ReplySession(QObject):
         return generation
 
     def stop(self) -> None:
-        """Stop the reply being written (it is kept as "stopped"), or cancel a model load."""
+        """Stop the reply being written (it is kept as "stopped", even when it had not begun), or
+        cancel a model load."""
         if self.generating:
-            self._stop_pending.set()
-            if self._fitted.is_set():
-                self.window.controller.stop()
+            self.window.controller.stop()
         elif self.window.models.loading:
             self.window.models.cancel_load()
 
@@ -272,12 +263,6 @@ class ReplySession(QObject):
         window.update_state()
 
     # -- the reply being written
-
-    def _on_fitted(self, _fit: Any) -> None:
-        """On the inference thread, just before the first token: apply a Stop pressed earlier."""
-        self._fitted.set()
-        if self._stop_pending.is_set():
-            self.window.controller.stop()
 
     def _on_context_prepared(self, fit: Any) -> None:
         if not self._active:

@@ -6,6 +6,7 @@ palette's text colour so they suit light and dark themes. Fetch them again after
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -61,11 +62,13 @@ def icon(name: str, color: QColor | str | None = None) -> QIcon:
     if "currentColor" not in svg:
         return QIcon(str(path))
     tint = QColor(color) if color is not None else _palette_text_color()
-    return _tinted_icon(svg, tint.name(QColor.NameFormat.HexRgb))
+    return QIcon(_tinted_icon(svg, tint.name(QColor.NameFormat.HexRgb)))  # a copy: callers may change it
 
 
+@functools.lru_cache(maxsize=256)
 def _tinted_icon(svg: str, color: str) -> QIcon:
-    """Renders the SVG at every common size so the icon stays sharp on HiDPI screens."""
+    """Renders the SVG at every common size so the icon stays sharp on HiDPI screens (once per
+    icon and colour: a list of 200 models must not render 200 icons)."""
     renderer = QSvgRenderer(QByteArray(svg.replace("currentColor", color).encode("utf-8")))
     result = QIcon()
     for size in ICON_SIZES:

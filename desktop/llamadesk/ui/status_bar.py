@@ -1,4 +1,5 @@
-"""The window's status bar: model, backend, GPU layers, context use and speed."""
+"""The window's status bar: model, backend, GPU layers, context use and speed, and how many
+model headers are still being read."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ class StatusBar(QStatusBar):
         self.context_meter.setFormat("— / —")
         self.addPermanentWidget(self.context_meter)
         self.speed_label = self._label("speedStatus", "")
+        self.reading_label = QLabel(self)
+        self.reading_label.setObjectName("libraryStatus")
+        self.reading_label.setAccessibleName("libraryStatus")
+        self.reading_label.hide()
+        self.addWidget(self.reading_label)
         self.n_ctx = 0
 
     def _label(self, name: str, text: str) -> QLabel:
@@ -88,6 +94,14 @@ class StatusBar(QStatusBar):
         speed = float(stats.get("tokens_per_s") or 0.0)
         # Stopped or failed before a second token: there is no speed to tell.
         self.speed_label.setText(f"{speed:.1f} tok/s" if speed > 0 else "")
+
+    def set_reading(self, count: int) -> None:
+        """Say that ``count`` model files are being read (new to the library); 0 hides it."""
+        self.reading_label.setText(f"Reading {count} model{'s' if count != 1 else ''}…")
+        self.reading_label.setVisible(count > 0)
+
+    def reading_text(self) -> str:
+        return self.reading_label.text() if not self.reading_label.isHidden() else ""
 
     def speed_text(self) -> str:
         return self.speed_label.text()
