@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
@@ -11,9 +12,10 @@ def main(argv: list[str] | None = None) -> int:
         from .app import run_app
 
         return run_app()
+    gc.disable()  # the command line's start-up makes no garbage worth collecting (see llamadesk.cli)
     from .cli import main as cli_main
 
-    return cli_main(args)
+    return cli_main(args, exiting=True)
 
 
 if __name__ == "__main__":

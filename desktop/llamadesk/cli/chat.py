@@ -15,43 +15,26 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..paths import STARTER_MODEL_NAME, get_paths, starter_model_path
+# What every chat needs, imported with the module (the command line imports it with the
+# garbage collector paused, see ``llamadesk.cli.main``); the conversation store only with --new
+# or --conversation.
+from ..chat.prompt import build_messages
+from ..engine.service import ChatResult, InferenceService
+from ..paths import get_paths
+from ..settings import GenerationSettings, Settings, SettingsStore, validated_update
 from .common import EXIT_INTERRUPTED, CliError, fail, note, read_stdin_text, warn
+from .resolve import ResolvedModel, library_key, models_folder, resolve, resolve_model
 
 if TYPE_CHECKING:
     from ..chat.store import ConversationStore, StreamingReply
     from ..engine.service import Job
-    from ..settings import GenerationSettings, Settings
+
+__all__ = ["cmd_chat", "resolve_model"]
 
 POLL_S = 0.1  # how often the waiting main thread wakes, so Ctrl+C is noticed at once
 
 
-def resolve_model(name: str) -> Path:
-    """A model given as a path, a library key or a library name; only regular files are models."""
-    candidate = Path(name).expanduser()
-    if candidate.exists():
-        return candidate
-    lowered = name.strip().lower()
-    starter = starter_model_path()
-    if starter and lowered in {"starter", STARTER_MODEL_NAME.lower(), starter.stem.lower()}:
-        return starter
-    found = _library().find(name)
-    if found is not None:
-        return Path(found.path)
-    if any(sep in name for sep in ("/", "\\")) or name.endswith(".gguf"):
-        raise CliError(f"model file not found: {name}")
-    raise CliError(f"no model named {name!r} in the library (see `llamadesk models list`)")
-
-
-def _library() -> Any:
-    from ..hub.library import ModelLibrary
-
-    return ModelLibrary(get_paths().ensure())
-
-
 def _generation_settings(args: argparse.Namespace, base: GenerationSettings) -> GenerationSettings:
-    from ..settings import validated_update
-
     changes = {
         "temperature": args.temperature,
         "top_p": args.top_p,
@@ -64,7 +47,9 @@ def _generation_settings(args: argparse.Namespace, base: GenerationSettings) -> 
     return validated_update(base, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _template_override(args: argparse.Namespace, settings: Settings, model_path: Path) -> str | None:
+def _template_override(
+    args: argparse.Namespace, settings: Settings, model: ResolvedModel, models_dir: Path
+) -> str | None:
     """``--template FILE``, else the template the user saved for this model, else None."""
     if args.template:
         path = Path(args.template).expanduser()
@@ -76,9 +61,7 @@ def _template_override(args: argparse.Namespace, settings: Settings, model_path:
             raise CliError(f"can't read the template file {args.template}: {exc}") from exc
     if not settings.template_overrides:  # nothing saved: no need to look the model up
         return None
-    found = _library().find(str(model_path))
-    key = str(found.key) if found is not None else str(model_path)
-    return settings.template_overrides.get(key) or None
+    return settings.template_overrides.get(library_key(model, models_dir)) or None
 
 
 def _read_prompt(args: argparse.Namespace) -> str:
@@ -116,17 +99,15 @@ class _Session:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from ..chat.prompt import build_messages
-    from ..engine.service import ChatResult, InferenceService
-    from ..settings import SettingsStore, validated_update
-
     prompt = _read_prompt(args)
     paths = get_paths().ensure()
     settings_store = SettingsStore(paths.settings_file)
     settings = settings_store.load()
     if settings_store.warning:
         warn(settings_store.warning)
-    model_path = resolve_model(args.model)
+    models_dir = models_folder(settings, paths)
+    model = resolve(args.model, models_dir=models_dir)
+    model_path = model.path
     generation = _generation_settings(args, settings.generation)
     runtime_changes: dict[str, Any] = {}
     if args.ctx is not None:
@@ -134,7 +115,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.gpu_layers is not None:
         runtime_changes["n_gpu_layers"] = args.gpu_layers
     runtime = validated_update(settings.runtime, **runtime_changes)
-    override = _template_override(args, settings, model_path)
+    override = _template_override(args, settings, model, models_dir)
 
     session: _Session | None = None
     system = args.system

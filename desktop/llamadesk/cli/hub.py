@@ -35,10 +35,10 @@ def hub_token(where: Paths) -> str | None:
 
 
 def models_dir(where: Paths) -> Path:
-    from ..settings import SettingsStore
+    """The models folder set in Preferences, else the default one."""
+    from .resolve import configured_models_folder
 
-    configured = SettingsStore(where.settings_file).load().app.models_dir
-    return Path(configured).expanduser() if configured else where.models_dir
+    return configured_models_folder(where)
 
 
 def human(size: float) -> str:

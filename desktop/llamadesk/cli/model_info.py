@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .chat import resolve_model
 from .common import shown
+from .resolve import resolve_model
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 from .. import __version__
 from ..paths import get_paths
-from .chat import resolve_model
+from .resolve import resolve_model
 
 
 def version_text() -> str:
@@ -16,6 +17,17 @@ def version_text() -> str:
 
     backends = ", ".join(compiled_backends()) or "none (CPU only)"
     return f"LlamaDesk {__version__}\nllama-cpp-python {llama_version()}\nGPU backends: {backends}"
+
+
+def version_command(_args: argparse.Namespace) -> int:
+    """``llamadesk --version``."""
+    print(version_text())
+    return 0
+
+
+def self_test_command(args: argparse.Namespace) -> int:
+    """``llamadesk --self-test [MODEL]``."""
+    return self_test(args.self_test)
 
 
 def self_test(model: str) -> int:
