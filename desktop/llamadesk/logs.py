@@ -8,7 +8,10 @@ and hands a one-line message to the app to show instead of a silent crash or a t
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import LlamaDeskError
+from .files import NotARegularFileError
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,15 @@ def setup_logging(log_dir: Path, *, verbose: bool = False) -> Path | None:
     problem: OSError | None = None
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
+        _refuse_odd_file(log_dir / LOG_FILE_NAME)
+        # backslashreplace: a lone surrogate in a message (an odd file name) is written escaped,
+        # instead of "--- Logging error ---" and a traceback on stderr.
         handler = _LogFile(
-            log_dir / LOG_FILE_NAME, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8"
+            log_dir / LOG_FILE_NAME,
+            maxBytes=MAX_BYTES,
+            backupCount=BACKUP_COUNT,
+            encoding="utf-8",
+            errors="backslashreplace",
         )
     except OSError as exc:
         problem = exc
@@ -68,6 +79,19 @@ def setup_logging(log_dir: Path, *, verbose: bool = False) -> Path | None:
     if problem is not None:
         log.warning("no log file in %s (%s); logging to stderr only", log_dir, problem.strerror or problem)
     return path
+
+
+def _refuse_odd_file(path: Path) -> None:
+    """Raise ``NotARegularFileError`` when ``path`` is a named pipe, device or folder.
+
+    Opening a named pipe to append would wait for a reader for ever, so the app would never start.
+    """
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(status.st_mode):
+        raise NotARegularFileError(errno.EINVAL, f"{path} is not a regular file", str(path))
 
 
 def close_logging() -> None:

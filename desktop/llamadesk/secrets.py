@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .files import PRIVATE_MODE, atomic_write_text
+from .files import PRIVATE_MODE, atomic_write_text, read_regular_bytes
 from .paths import HOME_ENV
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SERVICE = "LlamaDesk"
 KEYRING_ENV = "LLAMADESK_KEYRING"
 HF_TOKEN = "hf_token"  # the Hugging Face access token; its file name is the one older versions used
+MAX_SECRET_BYTES = 64 * 1024  # tokens and keys are a few hundred bytes; a larger file is not one
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -178,9 +179,16 @@ class SecretStore:
 
 
 def _read(path: Path) -> str | None:
-    """A secret file's value, or None when it is missing, empty or unreadable."""
+    """A secret file's value, or None when it is missing, empty or unreadable.
+
+    A named pipe, device or folder in its place is not opened, and a file over ``MAX_SECRET_BYTES``
+    is not read: neither can hold a secret LlamaDesk wrote.
+    """
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_bytes(path, limit=MAX_SECRET_BYTES).decode("utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("the secret file %s can't be used: %s", path, getattr(exc, "strerror", None) or exc)
         return None
     return text or None

@@ -15,23 +15,35 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from . import safejson
 from .errors import LlamaDeskError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_regular_bytes
 from .limits import MIN_CONTEXT
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
+MAX_FILE_BYTES = 16 << 20  # far above any real settings file (templates included); a larger one is refused
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates (JSON allows "\\ud800") as U+FFFD, so the file can be saved as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""A setting's text: lone surrogates become U+FFFD when it is read or set, never an error at saving."""
 
 
 class SettingsError(LlamaDeskError):
@@ -110,7 +122,7 @@ class GenerationSettings(_Model):
         "reply; -1 picks a new random seed each time.",
         json_schema_extra={"special": {"-1": "Random"}},
     )
-    stop: list[str] = Field(
+    stop: list[Text] = Field(
         default_factory=list,
         title="Stop strings",
         description="The reply ends as soon as one of these strings appears (the string itself is not "
@@ -217,19 +229,19 @@ class AppSettings(_Model):
         description="Size of the chat text in points.",
         json_schema_extra={"tab": "appearance", "suffix": " pt"},
     )
-    code_font: str = Field(
+    code_font: Text = Field(
         "monospace",
         title="Code font",
         description="Font family used for code blocks and inline code.",
         json_schema_extra={"tab": "appearance", "required": True},
     )
-    default_system_prompt: str = Field(
+    default_system_prompt: Text = Field(
         "You are a helpful assistant.",
         title="Default system prompt",
         description="Instructions every new conversation starts with; each conversation can change its own.",
         json_schema_extra={"tab": "generation", "widget": "multiline"},
     )
-    models_dir: str = Field(
+    models_dir: Text = Field(
         "",
         title="Models folder",
         description="Where downloaded models are stored. Empty = the default folder in the data directory.",
@@ -243,7 +255,7 @@ class AppSettings(_Model):
         description="How many downloads run at the same time.",
         json_schema_extra={"tab": "hub"},
     )
-    last_model: str = Field(
+    last_model: Text = Field(
         "",
         title="Last model",
         description="The model loaded at the last session.",
@@ -265,8 +277,8 @@ class Settings(_Model):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     app: AppSettings = Field(default_factory=AppSettings)
-    presets: dict[str, ModelPreset] = Field(default_factory=dict)
-    template_overrides: dict[str, str] = Field(
+    presets: dict[Text, ModelPreset] = Field(default_factory=dict)
+    template_overrides: dict[Text, Text] = Field(
         default_factory=dict,
         description="Chat templates set by the user per model (by model key), used instead of its own.",
     )
@@ -396,12 +408,16 @@ class SettingsStore:
 
     def load(self) -> Settings:
         self.warning = None
-        if not self.path.exists():
-            return Settings()
         newer: int | None = None
         try:
+            try:
+                content = read_regular_bytes(self.path, limit=MAX_FILE_BYTES)
+            except FileNotFoundError:
+                return Settings()
+            except OSError as exc:  # a folder, a named pipe (reading it would wait for ever), too large
+                raise ValueError(exc.strerror or str(exc)) from exc
             # utf-8-sig: Windows Notepad starts the files it saves with a byte-order mark.
-            raw = self.path.read_bytes().decode("utf-8-sig")
+            raw = content.decode("utf-8-sig")
             data = _parse(raw)
             if not isinstance(data, dict):
                 raise ValueError("the file does not hold a JSON object")
@@ -465,6 +481,10 @@ class SettingsStore:
         """Move (or copy) the settings file to ``settings.json.broken-<time>``; None if that failed."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = self.path.with_name(f"{self.path.name}.broken-{stamp}")
+        counter = 1
+        while os.path.lexists(backup):  # an earlier backup (the same second) is never overwritten
+            backup = self.path.with_name(f"{self.path.name}.broken-{stamp}-{counter}")
+            counter += 1
         try:
             if keep_original:
                 shutil.copy2(self.path, backup)

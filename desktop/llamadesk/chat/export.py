@@ -271,6 +271,7 @@ def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
         stats = node.get("stats")
         if stats is not None and not isinstance(stats, dict):
             raise ValueError(f"tree entry {position}: 'stats' must be an object")
+        stats = _stats(stats)
         status = node.get("status", "complete")
         if not isinstance(status, str) or status not in STATUSES:
             raise ValueError(f"tree entry {position}: unknown status {_short(status)}")
@@ -337,6 +338,29 @@ def _content(node: dict[str, Any], position: int) -> str:
             raise ValueError(f"message {position}: a text part's 'text' must be text")
         return clean_text("".join(texts))
     raise ValueError(f"message {position}: 'content' must be text")
+
+
+# The generation numbers a reply's stats hold (``GenerationStats``): the window adds and formats them.
+_STAT_NUMBERS = ("prompt_tokens", "cached_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "total_s")
+_MAX_STAT = 1e15
+
+
+def _stats(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An import's reply stats with each generation number a real one (else left out).
+
+    A file may say ``"prompt_tokens": "many"`` or ``1e300``; whoever shows the stats later
+    would meet ``int("many")``.
+    """
+    if stats is None:
+        return None
+    kept = dict(stats)
+    for key in _STAT_NUMBERS:
+        value = kept.get(key)
+        if key in kept and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= _MAX_STAT
+        ):
+            del kept[key]
+    return kept
 
 
 def _optional_str(node: dict[str, Any], key: str) -> str | None:

@@ -338,7 +338,7 @@ def check_brace_format(fmt: str, args: Sequence[Any] = (), kwargs: Mapping[str, 
         first = match.group() if match else ""
         if not first:
             first, auto = str(auto), auto + 1
-        if first.isdigit():
+        if first.isdecimal():  # what int() and str.format take as an index ("²".isdigit() is True too)
             value = args[int(first)] if int(first) < len(args) else None
         else:
             value = (kwargs or {}).get(first)

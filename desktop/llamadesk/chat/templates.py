@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .records import clean_text
 from .sandbox import ChatTemplateEnvironment, TemplateError, TemplateRaised, compile_template, template_error
 from .template_limits import (
     MAX_ITEMS,
@@ -98,8 +99,12 @@ def _input_chars(messages: Sequence[Mapping[str, Any]], variables: Mapping[str, 
 def _render_or_raise(template: str, messages: list[dict[str, Any]], variables: dict[str, Any]) -> str:
     compiled = compile_template(template)
     try:
-        return render_with_budget(
-            compiled, {**variables, "messages": messages}, _input_chars(messages, variables)
+        # A template can write a lone surrogate ('\ud800' in a string literal): as U+FFFD it
+        # can still be encoded for the tokenizer.
+        return clean_text(
+            render_with_budget(
+                compiled, {**variables, "messages": messages}, _input_chars(messages, variables)
+            )
         )
     except TemplateError:
         raise

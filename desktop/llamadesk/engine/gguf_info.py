@@ -22,6 +22,8 @@ from .gguf_reader import RawHeader, open_model_file, read_header, require_regula
 
 SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 MAX_META_STRING = 1024  # longer strings (licences, descriptions) stay out of ``GGUFInfo.metadata``
+MAX_SHAPE = 2**32 - 1  # llama.cpp keeps layer, head and context counts in 32 bits
+MAX_PARAMETERS = 10**15  # a thousand times the largest models: anything larger is not a count
 
 # ggml tensor types -> (block size, bytes per block), as in ggml.h; unknown types skip the
 # completeness check rather than guessing.
@@ -360,6 +362,21 @@ _OPTIONAL_INTS = (
 _OPTIONAL_STRINGS = ("name", "chat_template", "bos_token", "eos_token")
 
 
+_LIMITS = {"parameter_count": MAX_PARAMETERS}
+
+
+def count_in(value: object, limit: int) -> int | None:
+    """``value`` when it is a whole number from 1 to ``limit``; else None (unknown).
+
+    Header numbers are whatever the file says: a negative, zero, huge, infinite or fractional
+    layer or head count would send the planner into a loop of 2**64 steps, a division by zero or
+    ``int(inf)``, so such a value counts as missing and the planner's defaults apply.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 < value <= limit else None
+
+
 def _to_facts(info: GGUFInfo) -> dict[str, Any]:
     facts = {f.name: getattr(info, f.name) for f in fields(info)}
     facts["path"] = str(info.path)
@@ -391,7 +408,7 @@ def _from_facts(facts: dict[str, Any], path: Path) -> GGUFInfo | ModelFileError 
         isinstance(data.get("file_type"), str),
         data.get("add_bos_token") is None or isinstance(data.get("add_bos_token"), bool),
         isinstance(data.get("metadata"), dict),
-        *(data.get(k) is None or is_int(data.get(k)) for k in _OPTIONAL_INTS),
+        *(data.get(k) is None or count_in(data.get(k), _LIMITS.get(k, MAX_SHAPE)) for k in _OPTIONAL_INTS),
         *(data.get(k) is None or isinstance(data.get(k), str) for k in _OPTIONAL_STRINGS),
     ]
     if not all(checks):
@@ -413,8 +430,8 @@ def _info_from_header(path: Path, size: int, header: RawHeader, params: int) -> 
     def arch_int(key: str) -> int | None:
         value = meta.get(f"{arch}.{key}")
         if isinstance(value, list):  # per-layer head counts in some architectures
-            value = max(value) if value else None
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            value = max((v for v in value if isinstance(v, int)), default=None)
+        return count_in(value, MAX_SHAPE)
 
     def token(key: str) -> str | None:
         token_id = meta.get(key)
@@ -440,7 +457,7 @@ def _info_from_header(path: Path, size: int, header: RawHeader, params: int) -> 
         version=header.version,
         architecture=arch,
         name=str(meta["general.name"]) if meta.get("general.name") else None,
-        parameter_count=int(param_meta) if isinstance(param_meta, int) else (params or None),
+        parameter_count=count_in(param_meta, MAX_PARAMETERS) or count_in(params, MAX_PARAMETERS),
         file_type=file_type,
         context_length=arch_int("context_length"),
         block_count=arch_int("block_count"),

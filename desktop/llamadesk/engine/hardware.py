@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GiB = 1024**3
+
+_COUNT = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,11 @@ def _macos_available() -> int | None:
     pages = 0
     for line in out.splitlines():
         if "page size of" in line:
-            page = int("".join(ch for ch in line.split("page size of")[1] if ch.isdigit()) or page)
+            page = int("".join(ch for ch in line.split("page size of")[1] if "0" <= ch <= "9") or page)
         for key in ("Pages free", "Pages inactive", "Pages speculative", "Pages purgeable"):
             if line.startswith(key):
-                pages += int(line.split(":")[1].strip().rstrip("."))
+                count = line.split(":")[1].strip().rstrip(".")
+                pages += int(count) if _COUNT.fullmatch(count) else 0
     return pages * page if pages else None
 
 
@@ -159,10 +163,15 @@ def nvidia_gpus() -> list[GPUInfo]:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
+    return parse_nvidia_smi(out)
+
+
+def parse_nvidia_smi(out: str) -> list[GPUInfo]:
+    """GPUs from ``nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader,nounits``."""
     gpus = []
     for line in out.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) == 3 and _COUNT.fullmatch(parts[1]) and _COUNT.fullmatch(parts[2]):
             gpus.append(GPUInfo(parts[0], int(parts[1]) * 1024**2, int(parts[2]) * 1024**2))
     return gpus
 

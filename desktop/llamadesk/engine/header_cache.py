@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import stat
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import safejson
+from ..files import FileTooLargeError, NotARegularFileError, read_regular_bytes
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -141,14 +141,14 @@ def _decode(entry: object) -> tuple[Stamp, Facts] | None:
 def _read_entries(file: Path) -> tuple[dict[str, Any], str | None]:
     """The entries in the cache file and, if it could not be used, why (a missing file is fine)."""
     try:
-        status = os.stat(file)
-        if not stat.S_ISREG(status.st_mode):
-            return {}, "it is not a regular file"
-        if status.st_size > MAX_FILE_BYTES:
-            return {}, f"it is larger than {MAX_FILE_BYTES >> 20} MB"
-        data = safejson.loads(file.read_bytes())
+        # Checked on the open file too: a named pipe swapped in after a stat would block the read.
+        data = safejson.loads(read_regular_bytes(file, limit=MAX_FILE_BYTES))
     except FileNotFoundError:
         return {}, None
+    except NotARegularFileError:
+        return {}, "it is not a regular file"
+    except FileTooLargeError:
+        return {}, f"it is larger than {MAX_FILE_BYTES >> 20} MB"
     except (OSError, ValueError) as exc:
         return {}, str(exc) or type(exc).__name__
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):

@@ -18,6 +18,8 @@ MIN_CTX = 512
 DEFAULT_CTX = 4096
 RAM_RESERVE = 1 * GiB  # left for the OS, the app and everything else the user runs
 VRAM_RESERVE = 512 * MiB
+MAX_LAYERS = 1024  # real models have up to about 200; the plan tries every count from all to none
+MAX_CTX = 2**32 - 1  # llama.cpp's context size is a 32-bit number
 
 
 @dataclass(frozen=True)
@@ -69,19 +71,25 @@ class ModelShape:
     embedding: int
 
 
+def _positive(value: int | None, default: int, limit: int) -> int:
+    """``value`` if it is a count from 1 to ``limit``, else ``default``: headers may say anything."""
+    return value if isinstance(value, int) and 0 < value <= limit else default
+
+
 def shape_of(info: GGUFInfo) -> ModelShape:
-    layers = info.block_count or 32
-    heads = info.head_count or 32
-    kv_heads = info.head_count_kv or heads
-    embedding = info.embedding_length or 4096
-    key_len = info.key_length or embedding // max(heads, 1)
-    value_len = info.value_length or key_len
+    """The shape the estimate uses, from the header; counts a real model can't have are ignored."""
+    layers = _positive(info.block_count, 32, MAX_LAYERS)
+    heads = _positive(info.head_count, 32, MAX_CTX)
+    kv_heads = _positive(info.head_count_kv, heads, MAX_CTX)
+    embedding = _positive(info.embedding_length, 4096, MAX_CTX)
+    key_len = _positive(info.key_length, max(embedding // heads, 1), MAX_CTX)
+    value_len = _positive(info.value_length, key_len, MAX_CTX)
     per_token = layers * kv_heads * (key_len + value_len) * 2  # f16 K and V
     return ModelShape(
-        weights=info.file_size,
+        weights=max(info.file_size, 0),
         n_layers=layers,
         kv_bytes_per_token=per_token,
-        trained_ctx=info.context_length or DEFAULT_CTX,
+        trained_ctx=_positive(info.context_length, DEFAULT_CTX, MAX_CTX),
         embedding=embedding,
     )
 

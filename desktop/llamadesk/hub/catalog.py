@@ -29,6 +29,7 @@ from .. import safejson
 from .errors import (
     HubError,
     check_repo_id,
+    check_revision,
     refused_target,
     scrub,
     status_error,
@@ -453,7 +454,7 @@ class HubCatalog:
     def model_card(self, repo_id: str, revision: str = "main", *, strip_metadata: bool = True) -> str:
         """The repository's README (markdown); empty when it has none."""
         check_repo_id(repo_id)
-        url = f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/README.md"
+        url = f"{self.endpoint}/{repo_id}/resolve/{quote(check_revision(revision), safe='')}/README.md"
         try:
             answer = self._get(url, None, self._deadline(), limit=_MAX_CARD)
             code = answer.headers.get("X-Error-Code")
@@ -556,7 +557,7 @@ class HubCatalog:
         check_repo_id(repo_id)
         url = f"{self.endpoint}/api/models/{repo_id}"
         if revision is not None:
-            url += f"/revision/{quote(revision, safe='')}"
+            url += f"/revision/{quote(check_revision(revision), safe='')}"
         try:
             answer = self._get(url, {"expand": _INFO_FIELDS}, deadline)
             self._check(answer, repo_id=repo_id, revision=revision)

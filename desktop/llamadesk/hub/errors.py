@@ -130,15 +130,35 @@ def valid_size(value: object) -> int | None:
 
 
 def unsafe_repo_path(path: str) -> bool:
-    """True for a file name from the Hub that could land outside the model's folder.
+    """True for a file name from the Hub that could land outside the model's folder, or nowhere.
 
     Names are POSIX paths relative to the repo: ``..``, absolute paths, backslashes and
-    drive letters (which Windows treats as separators or roots) are refused.
+    drive letters (which Windows treats as separators or roots) are refused, and so is a name
+    with a lone surrogate (an escaped ``"\\ud800"`` in a listing): it fits in no URL and no file name.
     """
-    if not path or path.startswith("/") or any(c in path for c in "\\:\0"):
+    if not path or path.startswith("/") or any(c in path for c in "\\:\0") or not is_utf8(path):
         return True
     parts = [p for p in path.split("/") if p not in ("", ".")]
     return not parts or ".." in parts
+
+
+def is_utf8(text: str) -> bool:
+    """True when ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_revision(revision: str) -> str:
+    """``revision`` (a branch, tag or commit) when it can go in a URL; else HubError."""
+    if not isinstance(revision, str) or not revision.strip() or not is_utf8(revision) or len(revision) > 256:
+        shown = "".join(c if c.isprintable() and is_utf8(c) else "?" for c in str(revision))[:100]
+        raise HubError(f"“{shown}” is not a revision: use a branch, a tag or a commit.", kind="not_found")
+    if any(not c.isprintable() for c in revision):
+        raise HubError("A revision can't contain control characters.", kind="not_found")
+    return revision
 
 
 def shown_url(url: str, limit: int = 120) -> str:

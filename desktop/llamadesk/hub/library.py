@@ -28,7 +28,7 @@ from ..engine.errors import ModelFileError
 from ..engine.gguf_info import GGUFInfo, inspect_gguf, inspect_gguf_cached
 from ..paths import STARTER_MODEL_NAME, Paths, starter_model_path
 from .download.files import PART_SUFFIX, sidecar_path
-from .errors import HubError
+from .errors import HubError, valid_repo_id
 from .library_copy import copy_in
 from .library_files import (
     ImportRecord,
@@ -254,8 +254,8 @@ class ModelLibrary:
             inspect_gguf(source)
         except ModelFileError as exc:
             raise HubError(f"Can't import {source.name}: {exc}", kind="library") from exc
-        except (OSError, RuntimeError) as exc:
-            raise HubError(f"Can't import {source}: {exc}", kind="library") from exc
+        except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
+            raise HubError(f"Can't import {source!r}: {exc}", kind="library") from exc
         existing = self._already_listed(source)
         if existing is not None:
             return existing
@@ -400,7 +400,7 @@ class ModelLibrary:
                     source="downloaded",
                     added=parse_date(sidecar.get("downloaded_at")),
                     status=file.status,
-                    repo_id=repo if isinstance(repo, str) and repo else None,
+                    repo_id=repo if valid_repo_id(repo) else None,
                 )
                 found.append(replace(entry, **origin(sidecar)))
                 continue
@@ -417,13 +417,14 @@ class ModelLibrary:
                 with contextlib.suppress(OSError):
                     size += piece.stat().st_size
             repo_dir = path.relative_to(root).parts[0]
+            folder_repo = repo_dir.replace("__", "/", 1)
             entry = LibraryModel(
                 key=key,
                 name=display_name(final.name),
                 path=path,
                 size=size,
                 source="downloaded",
-                repo_id=repo_dir.replace("__", "/", 1) if "__" in repo_dir else None,
+                repo_id=folder_repo if "__" in repo_dir and valid_repo_id(folder_repo) else None,
                 added=mtime_of(file.status),
                 state="partial",
                 message="The download is not finished: resume it to continue where it stopped.",

@@ -53,7 +53,12 @@ def copy_in(
             f"{models_dir}. Free some space, or import the file in place instead of copying it.",
             kind="disk",
         )
-    folder.mkdir(parents=True)
+    try:  # never exist_ok: the folder removed on failure must be one this import made
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise HubError(
+            f"Can't copy {source.name} into {folder.parent}: {exc.strerror or exc}", kind="disk"
+        ) from exc
     try:
         done = 0
         for part in parts:

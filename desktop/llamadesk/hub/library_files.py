@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import safejson
-from .download.files import sidecar_path
+from ..files import NotARegularFileError, read_regular_bytes
+from .download.files import read_sidecar as read_source_record
+from .errors import valid_repo_id
 from .quant import SPLIT_RE, split_part
 
 log = logging.getLogger(__name__)
 
 
-MAX_SIDECAR_BYTES = 1 << 20
 MAX_LIBRARY_BYTES = 16 << 20
 
 
@@ -79,26 +80,29 @@ def parse_date(value: object) -> datetime | None:
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The download's source record next to ``path``; empty when missing, odd or damaged."""
-    record = sidecar_path(path)
-    status = regular_stat(record)
-    if status is None or status.st_size > MAX_SIDECAR_BYTES:
-        return {}
+    return read_source_record(path) or {}
+
+
+def _text(value: object) -> str | None:
+    """``value`` if it is text that can be sent and saved (no lone surrogate from a "\\ud800"); else None."""
+    if not isinstance(value, str):
+        return None
     try:
-        data = safejson.loads(record.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def origin(record: dict[str, Any]) -> dict[str, Any]:
     """LibraryModel fields from a download's sidecar record (nothing when there is none)."""
     fields: dict[str, Any] = {}
-    if isinstance(record.get("repo_id"), str):
+    if valid_repo_id(record.get("repo_id")):
         fields["repo_id"] = record["repo_id"]
-    if isinstance(record.get("revision"), str):
+    if _text(record.get("revision")) is not None:
         fields["revision"] = record["revision"]
     parts = record.get("parts")
-    if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+    if isinstance(parts, list) and all(_text(p) is not None for p in parts):
         fields["repo_files"] = tuple(parts)
     return fields
 
@@ -118,17 +122,17 @@ class ImportRecord:
 
 def load_imports(file: Path) -> tuple[list[ImportRecord], str | None]:
     """The imports in ``library.json`` and, if it could not be read, why (missing is fine)."""
-    status = regular_stat(file)
-    if status is None:
-        if file.exists() or file.is_symlink():
+    try:
+        data = safejson.loads(read_regular_bytes(file, limit=MAX_LIBRARY_BYTES))
+    except FileNotFoundError:
+        if file.is_symlink():
             return [], f"The model library file {file} is not a regular file; imported models are hidden."
         return [], None
-    try:
-        if status.st_size > MAX_LIBRARY_BYTES:
-            raise ValueError(f"it is larger than {MAX_LIBRARY_BYTES >> 20} MB")
-        data = safejson.loads(file.read_bytes())
+    except NotARegularFileError:
+        return [], f"The model library file {file} is not a regular file; imported models are hidden."
     except (OSError, ValueError) as exc:
-        return [], f"The model library file {file} could not be read ({exc}); imported models are hidden."
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return [], f"The model library file {file} could not be read ({reason}); imported models are hidden."
     items = data.get("imports") if isinstance(data, dict) else None
     if not isinstance(items, list):
         return [], None
@@ -139,9 +143,20 @@ def load_imports(file: Path) -> tuple[list[ImportRecord], str | None]:
         path = item.get("path")
         if not isinstance(path, str) or not path or "\0" in path or not os.path.isabs(path):
             continue
+        if not _encodable(path):  # a lone surrogate (an escaped "\ud800" in the JSON) names no file at all
+            continue
         copied = item.get("copied") is True
         records.append(ImportRecord(Path(path), copied, parse_date(item.get("added")), item))
     return records, None
+
+
+def _encodable(path: str) -> bool:
+    """True when ``path`` can be given to the operating system (``os.fsencode`` accepts it)."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- the models folder -------------------------------------------------------------------------

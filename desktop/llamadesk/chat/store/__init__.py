@@ -25,7 +25,13 @@ from ..records import (
 from .conversations import ConversationStore
 from .errors import StoreError
 from .events import StoreEvent
-from .importing import IMPORT_BATCH, parse_import_bytes, read_import_file
+from .importing import (
+    IMPORT_BATCH,
+    MAX_IMPORT_BYTES,
+    parse_import_bytes,
+    read_import_file,
+    read_import_stream,
+)
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .search import SNIPPET_WIDTH, SearchHit, fts_query
 from .streaming import StreamingReply
@@ -34,6 +40,7 @@ __all__ = [
     "DEFAULT_TITLE",
     "FINAL_STATUSES",
     "IMPORT_BATCH",
+    "MAX_IMPORT_BYTES",
     "MIGRATIONS",
     "ROLES",
     "SCHEMA_VERSION",
@@ -54,5 +61,6 @@ __all__ = [
     "make_title",
     "parse_import_bytes",
     "read_import_file",
+    "read_import_stream",
     "reply_status",
 ]

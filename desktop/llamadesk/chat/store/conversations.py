@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import time
 from dataclasses import replace
@@ -11,7 +12,7 @@ from types import EllipsisType, TracebackType
 from typing import Any
 
 from .. import export as _export
-from ..records import ROLES, STATUSES, Conversation, Message, clean_title, make_title
+from ..records import ROLES, STATUSES, Conversation, Message, clean_text, clean_title, make_title
 from . import tree
 from .database import Database
 from .errors import MAX_INTEGER, StoreError, check_count, check_id
@@ -30,6 +31,7 @@ from .streaming import StreamingReply
 log = logging.getLogger(__name__)
 
 _VISIBLE = "c.importing = 0"  # a conversation being imported is not listed until it is whole
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # no text holds one: searching for it can't find anything
 
 
 class ConversationStore(Database):
@@ -59,6 +61,7 @@ class ConversationStore(Database):
     ) -> Conversation:
         """A new, empty conversation; without a title it takes one from the first user message."""
         title = clean_title(title or "")
+        model, system_prompt = _clean(model), _clean(system_prompt)
         now = time.time()
         with self._write("create the conversation") as conn:
             cursor = conn.execute(
@@ -162,9 +165,9 @@ class ConversationStore(Database):
         """Change the model, system prompt or settings overrides; arguments left out stay as they are."""
         changes: dict[str, Any] = {}
         if not isinstance(model, EllipsisType):
-            changes["model"] = model
+            changes["model"] = _clean(model)
         if not isinstance(system_prompt, EllipsisType):
-            changes["system_prompt"] = system_prompt
+            changes["system_prompt"] = _clean(system_prompt)
         if not isinstance(settings_overrides, EllipsisType):
             changes["settings_json"] = dumps(settings_overrides or {})
         with self._write("update the conversation") as conn:
@@ -220,6 +223,7 @@ class ConversationStore(Database):
             raise ValueError(f"unknown role {role!r}")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        content, model = clean_text(content), _clean(model)
         with self._write("save the message") as conn:
             conversation = self._get_conversation(conn, conversation_id)
             if parent_id is not None:
@@ -265,7 +269,9 @@ class ConversationStore(Database):
 
     def _save_streamed(self, message_id: int, content: str) -> None:
         with self._write("save the reply") as conn:
-            cursor = conn.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
+            cursor = conn.execute(
+                "UPDATE messages SET content = ? WHERE id = ?", (clean_text(content), message_id)
+            )
             if cursor.rowcount == 0:
                 raise StoreError("the reply could not be saved: its conversation was deleted")
 
@@ -275,7 +281,7 @@ class ConversationStore(Database):
         with self._write("save the reply") as conn:
             cursor = conn.execute(
                 "UPDATE messages SET content = ?, status = ?, stats_json = ? WHERE id = ?",
-                (content, status, dumps(stats), message_id),
+                (clean_text(content), status, dumps(stats), message_id),
             )
             if cursor.rowcount == 0:
                 raise StoreError("the reply could not be saved: its conversation was deleted")
@@ -296,6 +302,16 @@ class ConversationStore(Database):
         with self._read("load the conversation") as conn:
             conversation = self._get_conversation(conn, conversation_id)
             return tree.path(conn, conversation.id, conversation.active_leaf_id)
+
+    def path_to(self, message_id: int) -> list[Message]:
+        """Root to ``message_id`` (that message last), whichever branch is shown now.
+
+        A reply is written for the branch its question is on: another window or the command line
+        may have made another branch the shown one meanwhile (``active_path`` would give that one).
+        """
+        with self._read("load the conversation") as conn:
+            message = tree.get_message(conn, message_id)
+            return tree.path(conn, message.conversation_id, message.id)
 
     def chat_messages(self, conversation_id: int, *, up_to: int | None = None) -> list[dict[str, str]]:
         """The prompt for the model: system prompt plus the active path (or the path to ``up_to``).
@@ -384,7 +400,7 @@ class ConversationStore(Database):
         """
         count = check_count(limit, "search limit")
         with self._read("search the conversations") as conn:
-            return search(conn, query, count, highlight)
+            return search(conn, _LONE_SURROGATE.sub(" ", query), count, highlight)
 
     # -- export and import
 
@@ -421,3 +437,8 @@ class ConversationStore(Database):
     def import_file(self, path: Path) -> Conversation:
         """Import a conversation file (see ``read_import_file`` for what is accepted)."""
         return self.import_json(read_import_file(path))
+
+
+def _clean(text: str | None) -> str | None:
+    """Text a caller passed, storable as UTF-8 (see ``clean_text``); None stays None."""
+    return None if text is None else clean_text(text)

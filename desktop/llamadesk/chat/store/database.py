@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -144,12 +145,19 @@ class Database:
     def _probe(self) -> None:
         """Check an existing file read-only first, so a damaged or newer one is left exactly as it is."""
         try:
-            if self.path.stat().st_size == 0:
-                return
+            status = self.path.stat()
         except FileNotFoundError:
             return
         except OSError as exc:
             raise StoreError(f"could not open {self.path}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(status.st_mode):  # SQLite would say only "disk I/O error"
+            what = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a pipe or a device)"
+            raise StoreError(
+                f"{self.path} is {what}, not a conversation database: move it elsewhere and start "
+                "LlamaDesk again to create a new one."
+            )
+        if status.st_size == 0:
+            return
         try:
             conn = sqlite3.connect(
                 self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=5.0, check_same_thread=False

@@ -11,8 +11,10 @@ import codecs
 import logging
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from ... import safejson
+from ...files import FileTooLargeError, NotARegularFileError, read_regular_bytes
 from ..export import ImportedConversation
 from ..records import DEFAULT_TITLE, clean_title, make_title
 from .database import Database
@@ -22,18 +24,42 @@ from .schema import dumps, rowid
 log = logging.getLogger(__name__)
 
 IMPORT_BATCH = 2000
+MAX_IMPORT_BYTES = 512 << 20  # 300,000 messages are about 60 MB; parsing takes several times the size
 
 
 def read_import_file(path: Path) -> object:
     """The JSON in an import file; StoreError says why a file cannot be read.
 
     UTF-8 with or without a byte-order mark, or UTF-16 with one (what Windows PowerShell writes).
+    A named pipe, device or folder is refused without being opened, a file over
+    ``MAX_IMPORT_BYTES`` without being read.
     """
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_bytes(Path(path), limit=MAX_IMPORT_BYTES)
+    except FileTooLargeError as exc:
+        raise StoreError(
+            f"{path} is larger than {MAX_IMPORT_BYTES >> 20} MB: LlamaDesk imports one conversation at a time"
+        ) from exc
+    except NotARegularFileError as exc:
+        raise StoreError(f"could not read {path}: {exc.strerror}") from exc
     except OSError as exc:
         raise StoreError(f"could not read {path}: {exc.strerror or exc}") from exc
     return parse_import_bytes(data, str(path))
+
+
+def read_import_stream(stream: BinaryIO, source: str = "standard input") -> object:
+    """The JSON in an import read from ``stream`` (a pipe); StoreError past ``MAX_IMPORT_BYTES``.
+
+    At most one byte more than the limit is read, so ``yes | llamadesk conversations import -``
+    ends with a message instead of filling the memory.
+    """
+    data = stream.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise StoreError(
+            f"{source} holds more than {MAX_IMPORT_BYTES >> 20} MB: "
+            "LlamaDesk imports one conversation at a time"
+        )
+    return parse_import_bytes(bytes(data), source)
 
 
 def parse_import_bytes(data: bytes, source: str) -> object:

@@ -8,11 +8,13 @@ into a scan of every message per step.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from ... import safejson
 from ..records import DEFAULT_TITLE, Conversation, Message, clean_text
 
 _FTS_OPTIONS = "tokenize='unicode61 remove_diacritics 2'"
@@ -182,21 +184,52 @@ def _json_default(value: object) -> object:
 
 
 def dumps(value: dict[str, Any] | None) -> str | None:
-    """A dict as the JSON text a column holds (enums by value, anything else as text)."""
+    """A dict as the JSON text a column holds (enums by value, anything else as text).
+
+    A number JSON can't hold (``inf``, ``nan``) is written as null: written as ``Infinity`` it
+    would make every export of the conversation a file that no JSON reader, LlamaDesk's included,
+    accepts.
+    """
     if value is None:
         return None
-    return clean_text(json.dumps(value, default=_json_default, ensure_ascii=False))
+    try:
+        text = json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), default=_json_default, ensure_ascii=False, allow_nan=False)
+    return clean_text(text)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (lists and dicts copied; nesting as deep as given)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _finite_or_none(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
 
 
 def loads_dict(text: str | None) -> dict[str, Any] | None:
-    """A JSON column back as a dict; None when missing or not a JSON object."""
+    """A JSON column back as a dict; None when missing, not a JSON object or nested too deeply.
+
+    The column may have been written by an older version or another program: ``Infinity``,
+    ``NaN`` and ``1e999`` come back as None, so no reader meets ``int(inf)``.
+    """
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=lambda _name: None, parse_float=_finite_or_none)
     except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or safejson.depth(value) > safejson.MAX_DEPTH:
+        return None
+    return value
 
 
 def conversation_from_row(row: tuple[Any, ...]) -> Conversation:

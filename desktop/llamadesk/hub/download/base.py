@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 from huggingface_hub import hf_hub_url
 
 from ..catalog import FilePart, ModelFile
-from ..errors import HubError, check_repo_id, unsafe_repo_path, valid_size
+from ..errors import HubError, check_repo_id, check_revision, is_utf8, unsafe_repo_path, valid_size
 from .files import LOCK_SUFFIX, format_size, nearest_existing, sidecar_path
 from .lock import DownloadLock
 from .part import Part
@@ -54,7 +54,7 @@ class TaskCore:
         self.id = uuid.uuid4().hex[:12]
         self.downloader = downloader
         self.repo_id = check_repo_id(repo_id)
-        self.revision = revision
+        self.revision = check_revision(revision)
         self.dest_dir = Path(dest_dir) if dest_dir is not None else downloader.repo_dir(repo_id)
         if isinstance(files, ModelFile):
             wanted: list[FilePart] = list(files.parts)
@@ -124,6 +124,8 @@ class TaskCore:
         return hf_hub_url(self.repo_id, part.path, revision=revision, endpoint=self.downloader.endpoint)
 
     def _destination(self, path: str) -> Path:
+        if not is_utf8(path):
+            raise HubError(f"Refusing to download {path!r}: it is not a name a file can have.")
         if unsafe_repo_path(path):
             raise HubError(f"Refusing to download {path!r}: the name points outside the model's folder.")
         return self.dest_dir.joinpath(*PurePosixPath(path).parts)
@@ -201,8 +203,11 @@ class TaskCore:
             return
         try:
             for part in self._parts:
-                part.part_file.unlink(missing_ok=True)
-                sidecar_path(part.part_file).unlink(missing_ok=True)
+                for leftover in (part.part_file, sidecar_path(part.part_file)):
+                    try:
+                        leftover.unlink(missing_ok=True)
+                    except OSError as exc:  # a folder in its place, say: not ours to remove
+                        log.info("%s: could not delete %s: %s", self.repo_id, leftover, exc.strerror or exc)
         finally:
             for lock in reversed(locks):
                 lock.release()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ... import safejson
+from ...files import read_regular_bytes
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ SIDECAR_SUFFIX = ".source.json"
 PART_SUFFIX = ".part"
 LOCK_SUFFIX = ".lock"
 CHUNK_SIZE = 1 << 20
+MAX_SIDECAR_BYTES = 1 << 20  # a record LlamaDesk writes is under 1 KB (a split model's lists a few more)
 
 FreeSpace = Callable[[Path], int]
 OpenPart = Callable[[Path, int], BinaryIO]
@@ -65,11 +67,23 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+def read_sidecar_text(path: Path) -> str | None:
+    """The text of the source record next to ``path``; None when missing, odd or unreadable.
+
+    A named pipe, device or folder with the record's name is never opened (a pipe would block).
+    """
+    try:
+        return read_regular_bytes(sidecar_path(path), limit=MAX_SIDECAR_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def read_sidecar(path: Path) -> dict[str, object] | None:
     """The source record written next to a downloaded file, if any (None when missing or unreadable)."""
+    text = read_sidecar_text(path)
     try:
-        data = safejson.loads(sidecar_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = safejson.loads(text) if text is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 

@@ -12,9 +12,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ...files import write_regular_text
 from ..errors import HubError
 from .base import TaskCore
-from .files import format_size, read_sidecar, sidecar_path
+from .files import format_size, read_sidecar, read_sidecar_text, sidecar_path
 from .part import Part
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,7 @@ class Install(TaskCore):
         self._check_stop()
         previous: dict[Path, str | None] = {}  # each destination's record before the install
         for part in todo:
-            try:
-                previous[part.dest] = sidecar_path(part.dest).read_text(encoding="utf-8")
-            except OSError:
-                previous[part.dest] = None
+            previous[part.dest] = read_sidecar_text(part.dest)
         for part in self._parts:
             if part in todo or read_sidecar(part.dest) is None:
                 self._write_record(part.dest, part, complete=True)
@@ -109,8 +107,11 @@ class Install(TaskCore):
         except BaseException:
             self._roll_back(moved, previous)
             raise
-        for part in self._parts:
-            sidecar_path(part.part_file).unlink(missing_ok=True)
+        for part in self._parts:  # installed: a record left behind (or a folder in its place) is harmless
+            try:
+                sidecar_path(part.part_file).unlink(missing_ok=True)
+            except OSError as exc:
+                log.info("could not remove %s: %s", sidecar_path(part.part_file).name, exc.strerror or exc)
 
     def _roll_back(self, moved: list[Part], previous: dict[Path, str | None]) -> None:
         """Undo a failed install: moved parts back to their .part files, records as they were."""
@@ -124,7 +125,7 @@ class Install(TaskCore):
             record = sidecar_path(dest)
             try:
                 if text is not None and dest.exists():
-                    record.write_text(text, encoding="utf-8")
+                    write_regular_text(record, text)
                 else:
                     record.unlink(missing_ok=True)
             except OSError as exc:
@@ -146,6 +147,7 @@ class Install(TaskCore):
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            sidecar_path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            # Never into a named pipe with the record's name: opening one would wait for a reader.
+            write_regular_text(sidecar_path(path), json.dumps(record, indent=2) + "\n")
         except OSError as exc:
             log.info("could not write %s: %s", sidecar_path(path).name, exc.strerror or exc)

@@ -125,12 +125,24 @@ class DownloadTask(Transfer, Install):
             self._set_state(DownloadState.PAUSED if paused else DownloadState.CANCELLED)
             message = "Download paused." if paused else "Download cancelled."
             raise HubError(message, kind="cancelled") from None
-        except HubError as exc:
-            self.error = exc
-            self._set_state(DownloadState.FAILED, message=str(exc))
-            raise
+        except (HubError, OSError) as exc:
+            # A folder or named pipe where a .part file or record belongs, a read-only folder...
+            error = exc if isinstance(exc, HubError) else self._file_error(exc)
+            self.error = error
+            self._set_state(DownloadState.FAILED, message=str(error))
+            if error is exc:
+                raise
+            raise error from exc
         self._set_state(DownloadState.DONE)
         return result
+
+    @staticmethod
+    def _file_error(exc: OSError) -> HubError:
+        """A HubError for a file of the download that can't be read or written (says which and why)."""
+        reason = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) not in reason:
+            reason = f"{exc.filename}: {reason}"
+        return HubError(f"Can't download there: {reason}.", kind="disk")
 
     def _run(self) -> Path:
         self._set_state(DownloadState.STARTING)
