@@ -187,3 +187,25 @@ def test_a_broken_command_module_says_so_instead_of_vanishing(
     assert main(["hub", "search", "qwen"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("llamadesk: error: the hub command could not start") and err.count("\n") == 1
+
+
+def test_a_template_that_is_a_fifo_is_refused_without_waiting(llamadesk_home: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "template.jinja"
+    os.mkfifo(fifo)
+    err = one_error_line(run("chat", "--template", str(fifo), "hi", home=llamadesk_home, timeout=60))
+    assert "template" in err and "pipe" in err.lower()
+
+
+def test_standard_input_is_read_up_to_a_limit() -> None:
+    import io
+
+    from llamadesk.cli.common import CliError, read_stdin_text
+
+    class Stdin(io.TextIOWrapper):
+        pass
+
+    small = Stdin(io.BytesIO(b"hello \xff"), encoding="utf-8")
+    assert read_stdin_text(small, limit=16) == "hello \ufffd"
+    big = Stdin(io.BytesIO(b"x" * 17), encoding="utf-8")
+    with pytest.raises(CliError, match="longer than"):
+        read_stdin_text(big, limit=16)

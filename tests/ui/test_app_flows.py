@@ -721,3 +721,33 @@ def test_an_edit_refused_because_a_load_began_is_kept(
         qtbot.mouseClick(window.banner._action_button, Qt.MouseButton.LeftButton)
     assert shown == ["What is 2 + 2?", "What is 3 + 3?"]  # the dialog reopened with the edit
     assert window.store.active_path(current(window))[0].content == "What is 3 + 3?"
+
+
+def test_a_message_answers_the_branch_shown_even_when_another_writer_moved_on(
+    qtbot: QtBot, make_window: MakeWindow, starter_model: Path, llamadesk_home: Path
+) -> None:
+    """The command line adds to the open conversation meanwhile: the window's next message still
+    follows what the window shows, and its reply is computed from that branch."""
+    write_settings(llamadesk_home, max_tokens=4)
+    window = make_window()
+    load_starter(qtbot, window, starter_model)
+    send(qtbot, window, "First question from the window")
+    conversation_id = current(window)
+    shown_reply = window.store.active_path(conversation_id)[-1]
+    # Another process (e.g. `llamadesk chat --conversation`) writes a question and a reply.
+    with ConversationStore(get_paths(llamadesk_home).database_file) as other:
+        elsewhere = other.add_message(conversation_id, "user", "Other process", parent_id=shown_reply.id)
+        other.add_message(conversation_id, "assistant", "Other reply", parent_id=elsewhere.id)
+    prompts: list[list[dict[str, str]]] = []
+    original = window.controller.generate
+
+    def recording(messages: list[dict[str, str]], settings: object) -> None:
+        prompts.append(messages)
+        original(messages, settings)  # type: ignore[arg-type]
+
+    window.controller.generate = recording  # type: ignore[method-assign]
+    send(qtbot, window, "Second question from the window")
+    path = window.store.active_path(conversation_id)
+    question = next(m for m in path if m.content == "Second question from the window")
+    assert question.parent_id == shown_reply.id  # not under "Other reply"
+    assert all(m["content"] not in {"Other process", "Other reply"} for m in prompts[-1])

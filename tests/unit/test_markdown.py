@@ -88,3 +88,11 @@ def test_bare_web_addresses_become_links_but_file_names_stay_text() -> None:
     assert "main.py" in out.html and 'href="http://main.py"' not in out.html
     assert "mailto:" not in out.html
     assert "<a " not in render_markdown("`https://example.com` in code").html
+
+
+def test_copy_code_links_with_odd_numbers_name_no_block() -> None:
+    from llamadesk.ui.markdown import code_block_index
+
+    assert code_block_index("3") == 3
+    for path in ("²", "٣", "-1", "", "99999999999999999999", "1e3"):
+        assert code_block_index(path) == -1, path

@@ -7,7 +7,9 @@ neither imports the other.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,18 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 def reply_status(stop_reason: str) -> str:
     """The status a finished reply is stored with, from the engine's stop reason."""
     return {"user_stop": "stopped", "error": "failed"}.get(stop_reason, "complete")
+
+
+def stat_number(stats: Mapping[str, Any] | None, key: str) -> float | None:
+    """A reply's figure (``stats[key]``) when it is a finite number; None for anything else.
+
+    Stats come from the database, where older versions or other programs may have left text,
+    null or non-finite values: showing them must never raise.
+    """
+    value = (stats or {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def clean_text(text: str) -> str:

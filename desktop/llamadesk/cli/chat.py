@@ -52,13 +52,16 @@ def _template_override(
 ) -> str | None:
     """``--template FILE``, else the template the user saved for this model, else None."""
     if args.template:
-        path = Path(args.template).expanduser()
-        if path.exists() and not path.is_file():
-            raise CliError(f"the template {args.template} is not a regular file")
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"can't read the template file {args.template}: {exc}") from exc
+        from ..chat.templates import MAX_TEMPLATE_CHARS
+        from ..files import read_regular_bytes
+
+        try:  # never waits on a FIFO, never reads more than a template may be
+            data = read_regular_bytes(Path(args.template).expanduser(), limit=4 * MAX_TEMPLATE_CHARS)
+            return data.decode("utf-8")
+        except OSError as exc:
+            raise CliError(f"can't read the template file {args.template}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CliError(f"the template file {args.template} is not UTF-8 text") from exc
     if not settings.template_overrides:  # nothing saved: no need to look the model up
         return None
     return settings.template_overrides.get(library_key(model, models_dir)) or None

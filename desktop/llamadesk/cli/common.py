@@ -84,15 +84,19 @@ def repair_text(text: str) -> str:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def read_stdin_text(stream: IO[str] | None = None) -> str:
-    """All of standard input as text; bytes that are not UTF-8 become U+FFFD."""
+MAX_STDIN_BYTES = 64 << 20  # a message piped in; far more than any model's context holds
+
+
+def read_stdin_text(stream: IO[str] | None = None, *, limit: int = MAX_STDIN_BYTES) -> str:
+    """Standard input as text (bytes that are not UTF-8 become U+FFFD); CliError past ``limit``."""
     stream = stream if stream is not None else sys.stdin
     if stream is None:
         return ""
     buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        return bytes(buffer.read()).decode("utf-8", "replace")
-    return repair_text(stream.read())
+    data: bytes | str = bytes(buffer.read(limit + 1)) if buffer is not None else stream.read(limit + 1)
+    if len(data) > limit:
+        raise CliError(f"the message on standard input is longer than {limit >> 20} MB")
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else repair_text(data)
 
 
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -139,13 +139,15 @@ def search_command(args: argparse.Namespace) -> int:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from ..chat.store import parse_import_bytes, read_import_file
+    from ..chat.store import parse_import_bytes, read_import_file, read_import_stream
 
     try:
         if args.file == "-":
             buffer = getattr(sys.stdin, "buffer", None)
-            raw = bytes(buffer.read()) if buffer is not None else sys.stdin.read().encode("utf-8", "replace")
-            data = parse_import_bytes(raw, "standard input")
+            if buffer is not None:  # at most the import size limit is read
+                data = read_import_stream(buffer)
+            else:
+                data = parse_import_bytes(sys.stdin.read().encode("utf-8", "replace"), "standard input")
         else:
             data = read_import_file(Path(args.file).expanduser())
     except StoreError as exc:

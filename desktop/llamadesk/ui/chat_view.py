@@ -241,6 +241,10 @@ class ChatView(QWidget):
                 return self._stream_content() if item is self._stream_item else item.content
         return ""
 
+    def shown_leaf_id(self) -> int | None:
+        """The newest message shown: the one a message typed now answers (None: an empty chat)."""
+        return self._items[-1].id if self._items else None
+
     def message_count(self) -> int:
         """Messages in the transcript (rendered or not), system messages excluded."""
         return len(self._items)

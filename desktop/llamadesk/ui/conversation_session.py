@@ -109,10 +109,11 @@ class ConversationSession(QObject):
 
     def last_assistant(self) -> Message | None:
         """The newest reply on the open branch, if any."""
-        if self.conversation_id is None:
+        leaf = self.window.chat_view.shown_leaf_id()
+        if self.conversation_id is None or leaf is None:
             return None
         try:
-            path = self.window.store.active_path(self.conversation_id)
+            path = self.window.store.path_to(leaf)
         except StoreError:
             return None
         return next((m for m in reversed(path) if m.role == "assistant"), None)

@@ -37,7 +37,7 @@ from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
 from .hub_tables import KIND_LABELS, FilesModel, ResultsModel, make_table, short_number
 from .hub_worker import DownloadManager
-from .markdown import COPY_CODE_SCHEME, render_markdown
+from .markdown import COPY_CODE_SCHEME, code_block_index, render_markdown
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ class HubBrowser(QDialog):
 
     def _on_card_link(self, url: QUrl) -> None:
         if url.scheme() == COPY_CODE_SCHEME:
-            index = int(url.path()) if url.path().isdigit() else -1
+            index = code_block_index(url.path())
             if 0 <= index < len(self._card_code):
                 QGuiApplication.clipboard().setText(self._card_code[index])
             return

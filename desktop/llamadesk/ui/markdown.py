@@ -24,6 +24,13 @@ from pygments.styles import get_style_by_name
 from pygments.util import ClassNotFound
 
 COPY_CODE_SCHEME = "copy-code"
+
+
+def code_block_index(path: str) -> int:
+    """The code block a ``copy-code:N`` link names, or -1 (a reply may hold any link text)."""
+    return int(path) if path.isascii() and path.isdigit() and len(path) < 10 else -1
+
+
 LIGHT_CODE_STYLE = "default"
 DARK_CODE_STYLE = "github-dark"
 DEFAULT_CODE_FONT = "monospace"

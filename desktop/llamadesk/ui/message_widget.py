@@ -23,8 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llamadesk.chat.records import stat_number
 from llamadesk.ui import markdown
-from llamadesk.ui.markdown import COPY_CODE_SCHEME, document_stylesheet
+from llamadesk.ui.markdown import COPY_CODE_SCHEME, code_block_index, document_stylesheet
 from llamadesk.ui.message_body import MessageBody, StreamingRender, strip_newline
 
 if TYPE_CHECKING:
@@ -93,15 +94,15 @@ def format_stats(stats: dict[str, Any] | None) -> str:
     if not stats:
         return ""
     parts: list[str] = []
-    tokens = stats.get("completion_tokens")
+    tokens = stat_number(stats, "completion_tokens")
     if tokens is not None:
-        parts.append(f"{tokens} token" + ("" if tokens == 1 else "s"))
-    tps = stats.get("tokens_per_s")
+        parts.append(f"{int(tokens)} token" + ("" if tokens == 1 else "s"))
+    tps = stat_number(stats, "tokens_per_s")
     if tps:
-        parts.append(f"{float(tps):.1f} tok/s")
-    ttft = stats.get("ttft_s")
+        parts.append(f"{tps:.1f} tok/s")
+    ttft = stat_number(stats, "ttft_s")
     if ttft is not None and tokens != 0:  # stopped or failed before any token: there was no first token
-        parts.append(f"first token {float(ttft):.2f} s")
+        parts.append(f"first token {ttft:.2f} s")
     reason = stats.get("stop_reason")
     if reason is not None:
         value = str(getattr(reason, "value", reason))
@@ -370,7 +371,7 @@ class MessageCard(QFrame):
 
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() == COPY_CODE_SCHEME:
-            index = int(url.path()) if url.path().isdigit() else -1
+            index = code_block_index(url.path())
             if 0 <= index < len(self.code_blocks):
                 QGuiApplication.clipboard().setText(self.code_blocks[index])
         elif url.scheme() in _OPEN_SCHEMES:

@@ -97,9 +97,10 @@ class ReplySession(QObject):
                 window.window_state.setValue("conversation/current", conversation.id)
             else:
                 conversation = window.store.get_conversation(conversations.conversation_id)
-            user = window.store.add_message(
-                conversation.id, "user", text, parent_id=conversation.active_leaf_id
-            )
+            # The branch the user sees, not the database's newest leaf: another window or the command
+            # line may have added to this conversation meanwhile.
+            leaf = None if created else window.chat_view.shown_leaf_id()
+            user = window.store.add_message(conversation.id, "user", text, parent_id=leaf)
         except StoreError as exc:
             window.show_error(str(exc), "Your message is still in the box.")
             return
@@ -116,7 +117,7 @@ class ReplySession(QObject):
         assert conversation_id is not None
         try:
             conversation = window.store.get_conversation(conversation_id)
-            path = self._path_to(conversation_id, parent_id)
+            path = window.store.path_to(parent_id)
             reply = window.store.stream_reply(
                 conversation_id, parent_id=parent_id, model=window.models.model_name()
             )
@@ -135,14 +136,6 @@ class ReplySession(QObject):
         window.controller.generate(
             self._prompt.messages, self.generation_settings(conversation.settings_overrides)
         )
-
-    def _path_to(self, conversation_id: int, message_id: int) -> list[Message]:
-        """The open branch from its first message down to ``message_id``."""
-        path = self.window.store.active_path(conversation_id)
-        for index, message in enumerate(path):
-            if message.id == message_id:
-                return path[: index + 1]
-        return path
 
     def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
         """The loaded model's preset if it has one, else the global settings, plus conversation overrides."""

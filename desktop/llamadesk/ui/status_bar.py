@@ -7,6 +7,8 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
+from ..chat.records import stat_number
+
 
 def gpu_layers_text(n_gpu_layers: int, block_count: int, backend: str) -> str:
     """How many of the model's layers run on the GPU, as a user reads it (-1 means all)."""
@@ -89,9 +91,9 @@ class StatusBar(QStatusBar):
             self.speed_label.setText("")
             self.set_context(0)
             return
-        used = int(stats.get("prompt_tokens", 0)) + int(stats.get("completion_tokens", 0))
-        self.set_context(used)
-        speed = float(stats.get("tokens_per_s") or 0.0)
+        used = (stat_number(stats, "prompt_tokens") or 0) + (stat_number(stats, "completion_tokens") or 0)
+        self.set_context(int(used))
+        speed = stat_number(stats, "tokens_per_s") or 0.0
         # Stopped or failed before a second token: there is no speed to tell.
         self.speed_label.setText(f"{speed:.1f} tok/s" if speed > 0 else "")
 
