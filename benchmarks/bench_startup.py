@@ -50,9 +50,11 @@ app.exec()
 """
 
 
-def run_once() -> tuple[float, float]:
-    """(wall seconds from launch to first paint, CPU seconds the process used until then)."""
-    with tempfile.TemporaryDirectory(prefix="llamadesk-bench-") as home:
+def run_once(home: str | None = None) -> tuple[float, float]:
+    """(wall seconds from launch to first paint, CPU seconds the process used until then), with a
+    new empty LLAMADESK_HOME or the given one."""
+    with tempfile.TemporaryDirectory(prefix="llamadesk-bench-") as scratch:
+        home = home or scratch
         code = f"HOME = {home!r}\nSTART = {time.time()!r}\n" + CHILD
         env = dict(os.environ, LLAMADESK_HOME=home)
         env.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -20,6 +20,7 @@ SCRIPTS = [
     ("Chat view streaming", ["bench_chat_view.py"]),
     ("Start-up", ["bench_startup.py"]),
     ("Start-up with 200 models", ["bench_window_library.py"]),
+    ("Start-up with 200,000 messages", ["bench_window_store.py"]),
     ("Model headers and library", ["bench_library.py"]),
     ("Command line with a big library", ["bench_cli.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
