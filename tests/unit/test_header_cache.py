@@ -48,6 +48,36 @@ def test_a_header_is_read_once_per_process(cache_file: Path, tmp_path: Path) -> 
     assert header_cache.current().reads == 1
 
 
+def test_two_threads_asking_at_once_read_the_header_once(
+    cache_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two listings (the picker's and My models') reach a new file together: one reads, one waits."""
+    from llamadesk.engine import gguf_info
+
+    model = make_gguf(tmp_path / "Both-Q8_0.gguf")
+    real_read = gguf_info._read_facts
+    inside = threading.Event()
+    release = threading.Event()
+    calls: list[Path] = []
+
+    def slow_read(path: Path, **kwargs: object) -> dict[str, object]:
+        calls.append(path)
+        inside.set()
+        release.wait(10)
+        return real_read(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gguf_info, "_read_facts", slow_read)
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(inspect_gguf(model))) for _ in range(2)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()  # asks while the first is still reading
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert calls == [model] and len(results) == 2 and results[0] == results[1]
+
+
 def test_facts_are_remembered_across_runs(
     cache_file: Path, starter_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -279,13 +282,30 @@ def _inspect(path: Path, *, read: bool) -> GGUFInfo | None:
     if found is None:
         if not read:
             return None
-        found = _from_facts(_read_facts(path), path)
+        with _one_reader(path):  # two threads asking at once (two listings): one reads, one waits
+            facts = header_cache.current().get(path, status)
+            found = _from_facts(facts, path) if facts is not None else None
+            if found is None:
+                found = _from_facts(_read_facts(path), path)
     if not isinstance(found, GGUFInfo):
         raise found or ModelFileError(f"Can't read {path.name}.")
     info = found
     if split:
         info = replace(info, split_count=split[1], file_size=sum(part_sizes))
     return info
+
+
+_readers: dict[Path, threading.Lock] = {}
+_readers_guard = threading.Lock()
+
+
+@contextmanager
+def _one_reader(path: Path) -> Iterator[None]:
+    """Hold the lock of ``path`` while its header is read, so it is read once per process."""
+    with _readers_guard:
+        lock = _readers.setdefault(path, threading.Lock())
+    with lock:
+        yield
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
