@@ -1,7 +1,9 @@
 """Conversation export (Markdown, JSON) and the JSON import parser.
 
 The JSON form keeps the active path as OpenAI-style ``messages`` (ready to send to any
-chat API) and every branch, with status and stats, in ``tree``.
+chat API) and every branch, with status and stats, in ``tree``. A reasoning model's thinking is
+kept apart from the answer: ``reasoning_content`` in ``messages``, ``thinking`` in ``tree``, and a
+collapsed ``<details>`` section in Markdown.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .records import (
     Message,
     clean_text,
     clean_title,
+    stat_number,
 )
 
 EXPORT_FORMAT = "llamadesk.conversation"
@@ -129,7 +132,20 @@ def to_markdown(conversation: Conversation, path: list[Message]) -> str:
             heading += f" ({message.model})"
         if message.sibling_count > 1:
             heading += f" · version {message.sibling_index} of {message.sibling_count}"
-        lines += [f"## {heading}", "", message.content.rstrip() or "_(empty)_", ""]
+        lines += [f"## {heading}", ""]
+        if message.thinking.strip():
+            seconds = stat_number(message.stats, "thinking_s")
+            summary = f"Thought for {seconds:.0f} s" if seconds is not None else "Thinking"
+            lines += [
+                "<details>",
+                f"<summary>{summary}</summary>",
+                "",
+                message.thinking.strip(),
+                "",
+                "</details>",
+                "",
+            ]
+        lines += [message.content.rstrip() or "_(empty)_", ""]
         note = _STATUS_NOTES.get(message.status)
         if note:
             lines += [f"_({note})_", ""]
@@ -151,13 +167,14 @@ def to_json(conversation: Conversation, messages: list[Message], path: list[Mess
     chat: list[dict[str, Any]] = []
     if conversation.system_prompt:
         chat.append({"role": "system", "content": conversation.system_prompt})
-    chat += [{"role": message.role, "content": message.content} for message in path]
+    chat += [_chat_message(message) for message in path]
     tree = [
         {
             "id": local[message.id],
             "parent": parent(message),
             "role": message.role,
             "content": message.content,
+            **({"thinking": message.thinking} if message.thinking else {}),
             "status": message.status,
             "model": message.model,
             "stats": message.stats,
@@ -181,6 +198,14 @@ def to_json(conversation: Conversation, messages: list[Message], path: list[Mess
     }
 
 
+def _chat_message(message: Message) -> dict[str, Any]:
+    """An OpenAI-style message; a reply's thinking as ``reasoning_content`` (as reasoning APIs write it)."""
+    chat: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.thinking:
+        chat["reasoning_content"] = message.thinking
+    return chat
+
+
 @dataclass
 class ImportedMessage:
     """One message of an import file, checked; ``key`` and ``parent`` are the file's ids."""
@@ -193,6 +218,7 @@ class ImportedMessage:
     model: str | None = None
     stats: dict[str, Any] | None = None
     created_at: float | None = None
+    thinking: str = ""
 
 
 @dataclass
@@ -285,6 +311,7 @@ def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
                 model=_optional_str(node, "model"),
                 stats=stats,
                 created_at=parse_time(node.get("created")),
+                thinking=_thinking(node, position),
             )
         )
     path = data.get("active_path")
@@ -310,7 +337,11 @@ def _parse_linear(data: dict[str, Any], result: ImportedConversation) -> None:
         if role == "system" and parent is None and result.system_prompt is None:
             result.system_prompt = content
             continue
-        result.messages.append(ImportedMessage(key=position, parent=parent, role=role, content=content))
+        result.messages.append(
+            ImportedMessage(
+                key=position, parent=parent, role=role, content=content, thinking=_thinking(node, position)
+            )
+        )
         parent = position
     result.active_leaf = parent
 
@@ -340,8 +371,28 @@ def _content(node: dict[str, Any], position: int) -> str:
     raise ValueError(f"message {position}: 'content' must be text")
 
 
+def _thinking(node: dict[str, Any], position: int) -> str:
+    """A message's thinking: ``thinking`` (LlamaDesk's tree) or ``reasoning_content`` (reasoning APIs)."""
+    for key in ("thinking", "reasoning_content"):
+        value = node.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"message {position}: '{key}' must be text")
+        return clean_text(value)
+    return ""
+
+
 # The generation numbers a reply's stats hold (``GenerationStats``): the window adds and formats them.
-_STAT_NUMBERS = ("prompt_tokens", "cached_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "total_s")
+_STAT_NUMBERS = (
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "total_s",
+    "thinking_s",
+)
 _MAX_STAT = 1e15
 
 

@@ -102,3 +102,4 @@ class Message:
     created_at: float
     sibling_index: int = 1
     sibling_count: int = 1
+    thinking: str = ""  # a reasoning model's thinking before this reply's answer (``content``)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .reasoning import EFFORTS, history_field, thinking_control, uses_channels
 from .records import clean_text
 from .sandbox import ChatTemplateEnvironment, TemplateError, TemplateRaised, compile_template, template_error
 from .template_limits import (
@@ -48,6 +49,7 @@ __all__ = [
     "ChatFormat",
     "ChatTemplateEnvironment",
     "TemplateError",
+    "apply_thinking",
     "chat_format_for",
     "render_prompt",
     "supports_system_role",
@@ -236,9 +238,58 @@ class ChatFormat:
             **variables,
         )
 
+    @property
+    def thinking_control(self) -> str:
+        """How thinking is switched for this model: "enable_thinking", "flag", "effort" or "" (it can't)."""
+        return thinking_control(self.template)
+
+
+def apply_thinking(
+    template: str, messages: Sequence[Mapping[str, Any]], choice: str = ""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The messages and template variables that render ``messages`` with thinking as ``choice``.
+
+    ``choice``: "" (the template's default), "on", "off", or a reasoning effort ("low", "medium",
+    "high"), applied the way the template expects: the ``enable_thinking`` variable (Qwen3),
+    ``/think`` or ``/no_think`` in the system prompt (SmolLM3), ``reasoning_effort`` (gpt-oss).
+    A message's ``thinking`` (an earlier reply's) reaches the template only under the field it
+    reads (``reasoning_content``, ``thinking``); templates that never read it don't get it.
+    """
+    field = history_field(template)
+    prepared: list[dict[str, Any]] = []
+    for message in messages:
+        copy = dict(message)
+        thinking = copy.pop("thinking", None)
+        if field and thinking and copy.get("role") == "assistant":
+            copy[field] = thinking
+        prepared.append(copy)
+    control = thinking_control(template)
+    variables: dict[str, Any] = {}
+    if not choice or not control:
+        return prepared, variables
+    on = choice != "off"
+    if control == "effort":
+        variables["reasoning_effort"] = choice if choice in EFFORTS else ("low" if not on else "medium")
+        return prepared, variables
+    if "enable_thinking" in template:
+        variables["enable_thinking"] = on
+    if control == "flag":
+        flag = "/think" if on else "/no_think"
+        system = next((m for m in prepared if m.get("role") == "system"), None)
+        if system is None:
+            prepared.insert(0, {"role": "system", "content": flag})
+        else:
+            content = system.get("content")
+            text = content if isinstance(content, str) else ""
+            system["content"] = f"{text.rstrip()}\n\n{flag}" if text.strip() else flag
+    return prepared, variables
+
 
 def _stop_strings(template: str, eos_token: str, *, fallback: bool) -> list[str]:
     stops = [marker for marker in _END_OF_TURN_MARKERS if marker in template]
+    if uses_channels(template):  # gpt-oss: <|end|> closes the thinking, not the reply
+        stops = [marker for marker in stops if marker != "<|end|>"]
+        stops += [marker for marker in ("<|return|>", "<|call|>") if marker in template]
     if eos_token and eos_token not in stops:
         stops.append(eos_token)
     if fallback and "<|im_start|>" not in stops:

@@ -1,6 +1,8 @@
 """The message box under the chat, with Send, Stop and Regenerate.
 
-Enter sends, Shift+Enter starts a new line, Esc stops. Send and Stop are never both enabled.
+Enter sends, Shift+Enter starts a new line, Esc stops. Send and Stop are never both enabled. For a
+reasoning model whose template can switch thinking, a "Think" toggle (or, for gpt-oss, a reasoning
+effort) chooses whether the next reply thinks first; it is hidden for every other model.
 """
 
 from __future__ import annotations
@@ -9,8 +11,18 @@ import re
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
+from ..chat.reasoning import EFFORTS
 from .resources import icon
 
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
@@ -50,12 +62,14 @@ class Composer(QWidget):
         stopRequested: stop the reply being generated.
         regenerateRequested: write the last reply again.
         draftChanged: the text changed (the window saves drafts).
+        thinkingChanged(str): the user switched thinking ("on", "off", or an effort: "low"...).
     """
 
     sendRequested = Signal(str)
     stopRequested = Signal()
     regenerateRequested = Signal()
     draftChanged = Signal()
+    thinkingChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -84,12 +98,33 @@ class Composer(QWidget):
             "Regenerate", "regenerate", "regenerateButton", "Write the last reply again"
         )
         self.regenerate_button.clicked.connect(self.regenerateRequested)
+        self._thinking_control = ""
+        self.think_button = QToolButton(self)
+        self.think_button.setObjectName("thinkButton")
+        self.think_button.setText("Think")
+        self.think_button.setCheckable(True)
+        self.think_button.setAccessibleName("Think before answering")
+        self.think_button.setToolTip("Let the model think before it answers (slower, often better)")
+        self.think_button.toggled.connect(lambda on: self.thinkingChanged.emit("on" if on else "off"))
+        self.think_button.hide()
+        self.effort_combo = QComboBox(self)
+        self.effort_combo.setObjectName("effortCombo")
+        self.effort_combo.setAccessibleName("Reasoning effort")
+        self.effort_combo.setToolTip("How long the model thinks before it answers")
+        for effort in EFFORTS:
+            self.effort_combo.addItem(f"Think: {effort}", effort)
+        self.effort_combo.currentIndexChanged.connect(
+            lambda _index: self.thinkingChanged.emit(str(self.effort_combo.currentData()))
+        )
+        self.effort_combo.hide()
 
         buttons = QVBoxLayout()
         buttons.setSpacing(4)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.regenerate_button)
+        buttons.addWidget(self.think_button)
+        buttons.addWidget(self.effort_combo)
         buttons.addStretch(1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
@@ -128,6 +163,29 @@ class Composer(QWidget):
         """A model is loaded, so sending makes sense."""
         self._ready = ready
         self._update()
+
+    def set_thinking_control(self, control: str, choice: str = "") -> None:
+        """Offer the switch a template has ("enable_thinking" or "flag": Think on/off; "effort": low,
+        medium, high; "": none, hidden) set to ``choice`` ("" is the template's default: thinking on)."""
+        self._thinking_control = control
+        toggle = control in ("enable_thinking", "flag")
+        self.think_button.blockSignals(True)
+        self.think_button.setChecked(choice != "off")
+        self.think_button.blockSignals(False)
+        self.effort_combo.blockSignals(True)
+        index = self.effort_combo.findData(choice if choice in EFFORTS else "medium")
+        self.effort_combo.setCurrentIndex(max(0, index))
+        self.effort_combo.blockSignals(False)
+        self.think_button.setVisible(toggle)
+        self.effort_combo.setVisible(control == "effort")
+
+    def thinking_choice(self) -> str:
+        """What the next reply is rendered with: "on", "off", an effort, or "" (no switch offered)."""
+        if self._thinking_control in ("enable_thinking", "flag"):
+            return "on" if self.think_button.isChecked() else "off"
+        if self._thinking_control == "effort":
+            return str(self.effort_combo.currentData())
+        return ""
 
     def set_can_regenerate(self, can: bool) -> None:
         self._can_regenerate = can

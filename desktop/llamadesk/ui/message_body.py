@@ -1,17 +1,20 @@
-"""A message's rendered text, and the incremental renderer that fills it while a reply streams.
+"""A message's rendered text, the incremental renderer that fills it while a reply streams, and the
+collapsible block that holds a reasoning model's thinking.
 
 ``MessageBody`` is a read-only rich-text view exactly as tall as its content, so the transcript does all
 the scrolling. ``StreamingRender`` keeps a growing reply cheap to show: finished Markdown blocks are
 rendered once and appended to the body, and only the unfinished tail is re-rendered on each update.
+``ThinkingBlock`` is the "Thought for N s" line above an answer, expanded to show the thinking.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QResizeEvent, QTextBlockFormat, QTextCharFormat, QTextCursor, QWheelEvent
-from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QWidget
+from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolButton, QVBoxLayout, QWidget
 
 from llamadesk.ui import markdown
 from llamadesk.ui.markdown import document_stylesheet
@@ -143,3 +146,121 @@ class StreamingRender:
                 self._split = end + 1
             pos = end + 1
         self._scan_pos = pos
+
+
+def thought_label(seconds: float | None) -> str:
+    """The collapsed thinking block's line: "Thought for N s" ("Thoughts" when the time is unknown)."""
+    if seconds is None:
+        return "Thoughts"
+    return f"Thought for {max(1, round(seconds))} s"
+
+
+class ThinkingBlock(QWidget):
+    """A reply's thinking, collapsed to one line above the answer; click the line to expand it.
+
+    While the model thinks (``set_live(True)``) the line reads "Thinking…" with a slowly moving
+    ellipsis and the seconds so far, and new thinking is appended as plain text (O(piece)).
+    """
+
+    DOT_INTERVAL_MS = 450
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("thinkingBlock")
+        self._seconds: float | None = None
+        self._started: float | None = None
+        self._dots = 0
+        self.toggle = QToolButton(self)
+        self.toggle.setObjectName("thinkingToggle")
+        self.toggle.setCheckable(True)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.toggle.setAccessibleName("Show the model's thinking")
+        self.toggle.toggled.connect(self._on_toggled)
+        self.body = MessageBody(self)
+        self.body.setObjectName("thinkingBody")
+        self.body.setAccessibleName("Thinking")
+        self.body.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(self.body)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.DOT_INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+        self._update_label()
+
+    @property
+    def expanded(self) -> bool:
+        return self.toggle.isChecked()
+
+    @property
+    def live(self) -> bool:
+        """True while the thinking is still being written."""
+        return self._started is not None
+
+    def set_expanded(self, expanded: bool) -> None:
+        """Show (True) or fold away (False) the thinking."""
+        self.toggle.setChecked(expanded)
+
+    def set_text(self, text: str) -> None:
+        """Show ``text`` as the whole thinking."""
+        self.body.setPlainText(text.strip())
+
+    def append(self, text: str) -> None:
+        """Add a streamed piece at the end (only the new text is laid out)."""
+        cursor = QTextCursor(self.body.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
+
+    def text(self) -> str:
+        return self.body.toPlainText()
+
+    def set_live(self, live: bool) -> None:
+        """Start or end the "Thinking…" indicator; ending it keeps the time it took."""
+        if live and self._started is None:
+            self._started = time.monotonic()
+            self._timer.start()
+        elif not live and self._started is not None:
+            self._seconds = time.monotonic() - self._started
+            self._started = None
+            self._timer.stop()
+        self._update_label()
+
+    def set_seconds(self, seconds: float | None) -> None:
+        """The thinking time as stored with the reply (None when unknown)."""
+        if seconds is not None or self._started is None:
+            self._seconds = seconds if seconds is not None else self._seconds
+        self._update_label()
+
+    def label(self) -> str:
+        return self.toggle.text()
+
+    def _tick(self) -> None:
+        self._dots = (self._dots + 1) % 4
+        self._update_label()
+
+    def _update_label(self) -> None:
+        if self._started is not None:
+            elapsed = int(time.monotonic() - self._started)
+            text = (
+                "Thinking" + "." * self._dots + " " * (3 - self._dots) + (f" {elapsed} s" if elapsed else "")
+            )
+        else:
+            text = thought_label(self._seconds)
+        self.toggle.setText(text)
+        live = self._started is not None
+        if self.toggle.property("live") != live:
+            self.toggle.setProperty("live", live)
+            self.toggle.style().unpolish(self.toggle)  # the stylesheet italicises a live line
+            self.toggle.style().polish(self.toggle)
+
+    def _on_toggled(self, expanded: bool) -> None:
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.toggle.setAccessibleName(
+            "Hide the model's thinking" if expanded else "Show the model's thinking"
+        )
+        self.body.setVisible(expanded)

@@ -1,8 +1,9 @@
 """One message of the transcript: the view's copy of a message, its status lines and its card widget.
 
-A card shows the role, the rendered Markdown body (in a bubble for the user's messages), the status and
-stats lines of a reply and the per-message actions (copy, edit, regenerate, switch version). Widgets most
-messages never need (version switcher, "not in context" tag) are built on demand.
+A card shows the role, a reasoning model's thinking (collapsed), the rendered Markdown body (in a bubble
+for the user's messages), the status and stats lines of a reply and the per-message actions (copy, edit,
+regenerate, switch version). Widgets most messages never need (thinking block, version switcher,
+"not in context" tag) are built on demand. Copy copies the answer only, never the thinking.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
 from llamadesk.chat.records import stat_number
 from llamadesk.ui import markdown
 from llamadesk.ui.markdown import COPY_CODE_SCHEME, code_block_index, document_stylesheet
-from llamadesk.ui.message_body import MessageBody, StreamingRender, strip_newline
+from llamadesk.ui.message_body import MessageBody, StreamingRender, ThinkingBlock, strip_newline
 
 if TYPE_CHECKING:
     from llamadesk.ui.chat_view import ChatView
@@ -72,6 +73,7 @@ class MessageItem:
     stats: dict[str, Any] | None
     sibling_index: int
     sibling_count: int
+    thinking: str = ""
 
     @classmethod
     def from_message(cls, m: MessageLike) -> MessageItem:
@@ -86,6 +88,7 @@ class MessageItem:
             stats=dict(m.stats) if m.stats else None,
             sibling_index=m.sibling_index,
             sibling_count=m.sibling_count,
+            thinking=getattr(m, "thinking", "") or "",
         )
 
 
@@ -168,6 +171,7 @@ class MessageCard(QFrame):
             self._header.addStretch(1)
         col.addLayout(self._header)
         self.excluded_label: QLabel | None = None
+        self.thinking_block: ThinkingBlock | None = None  # built when the reply has thinking
 
         self.bubble = QFrame(self._column)
         self.bubble.setObjectName("bubble")
@@ -223,6 +227,7 @@ class MessageCard(QFrame):
         self._stream: StreamingRender | None = None  # while a reply streams
         self.render_body()
         self._update_meta()
+        self._update_thinking()
 
     def _action(self, text: str, accessible: str, slot: Any) -> QToolButton:
         button = QToolButton(self._column)
@@ -262,7 +267,37 @@ class MessageCard(QFrame):
             self._bubble_layout.addWidget(tail)
             tail.show()
         self.bubble.setVisible(True)
+        if self.thinking_block is not None and content.strip():
+            self.thinking_block.set_live(False)  # the answer has begun
         self.code_blocks = self._stream.update(content, self._view.dark, self._view.code_font)
+
+    def stream_thinking(self, text: str) -> None:
+        """Add a piece of the thinking of a streaming reply (shown live, folded unless expanded)."""
+        block = self._thinking_block()
+        block.set_live(True)
+        block.append(text)
+
+    def _thinking_block(self) -> ThinkingBlock:
+        if self.thinking_block is None:
+            self.thinking_block = ThinkingBlock(self._column)
+            column = self._column.layout()
+            assert isinstance(column, QVBoxLayout)
+            column.insertWidget(column.indexOf(self.bubble), self.thinking_block)
+            self.thinking_block.show()
+        return self.thinking_block
+
+    def _update_thinking(self) -> None:
+        """Show the stored thinking (and its time) of a finished message."""
+        item = self.item
+        if not item.thinking.strip() and self.thinking_block is None:
+            return
+        block = self._thinking_block()
+        block.setVisible(bool(item.thinking.strip()))
+        if item.status != "streaming":
+            block.set_live(False)
+            block.set_seconds(stat_number(item.stats, "thinking_s"))
+        if block.text() != item.thinking.strip():
+            block.set_text(item.thinking)
 
     def _end_incremental(self) -> None:
         if self._stream is not None:
@@ -279,6 +314,7 @@ class MessageCard(QFrame):
         if content_changed or self._stream is not None:
             self.render_body()
         self._update_meta()
+        self._update_thinking()
 
     def _update_meta(self) -> None:
         item = self.item
@@ -339,11 +375,15 @@ class MessageCard(QFrame):
             self._column.setGraphicsEffect(None)  # type: ignore[arg-type]
 
     def plain_text(self) -> str:
-        """The text as displayed: the body (and streaming tail), then the status and stats lines."""
+        """The text as displayed: the thinking line (and the thinking when expanded), the body (and
+        streaming tail), then the status and stats lines."""
         text = self.body.toPlainText()
         if self.tail is not None and self.tail.isVisibleTo(self):
             text = f"{text}\n{self.tail.toPlainText()}" if text else self.tail.toPlainText()
         lines = [text.rstrip()]
+        block = self.thinking_block
+        if block is not None and block.isVisibleTo(self):
+            lines[:0] = [block.label().strip(), *([block.text()] if block.expanded else [])]
         lines += [label.text() for label in (self.status_label, self.stats_label) if label and label.text()]
         return "\n".join(lines)
 

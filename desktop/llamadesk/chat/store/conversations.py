@@ -267,21 +267,22 @@ class ConversationStore(Database):
         )
         return StreamingReply(self, message, flush_interval=flush_interval)
 
-    def _save_streamed(self, message_id: int, content: str) -> None:
+    def _save_streamed(self, message_id: int, content: str, thinking: str = "") -> None:
         with self._write("save the reply") as conn:
             cursor = conn.execute(
-                "UPDATE messages SET content = ? WHERE id = ?", (clean_text(content), message_id)
+                "UPDATE messages SET content = ?, thinking = ? WHERE id = ?",
+                (clean_text(content), clean_text(thinking), message_id),
             )
             if cursor.rowcount == 0:
                 raise StoreError("the reply could not be saved: its conversation was deleted")
 
     def _finish_streamed(
-        self, message_id: int, content: str, status: str, stats: dict[str, Any] | None
+        self, message_id: int, content: str, status: str, stats: dict[str, Any] | None, thinking: str = ""
     ) -> Message:
         with self._write("save the reply") as conn:
             cursor = conn.execute(
-                "UPDATE messages SET content = ?, status = ?, stats_json = ? WHERE id = ?",
-                (clean_text(content), status, dumps(stats), message_id),
+                "UPDATE messages SET content = ?, status = ?, stats_json = ?, thinking = ? WHERE id = ?",
+                (clean_text(content), status, dumps(stats), clean_text(thinking), message_id),
             )
             if cursor.rowcount == 0:
                 raise StoreError("the reply could not be saved: its conversation was deleted")

@@ -113,7 +113,7 @@ def write_import(db: Database, parsed: ImportedConversation) -> int:
                 for node in parsed.messages[start : start + IMPORT_BATCH]:
                     cursor = conn.execute(
                         "INSERT INTO messages (conversation_id, parent_id, role, content, status, model,"
-                        " stats_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " stats_json, created_at, thinking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             conversation_id,
                             None if node.parent is None else ids[node.parent],
@@ -123,6 +123,7 @@ def write_import(db: Database, parsed: ImportedConversation) -> int:
                             node.model,
                             dumps(node.stats),
                             node.created_at if node.created_at is not None else created,
+                            node.thinking,
                         ),
                     )
                     ids[node.key] = rowid(cursor)

@@ -141,6 +141,20 @@ class _Reader:
         return found
 
 
+def _thinking_rows(reader: _Reader, ids: list[int]) -> list[tuple[int, str]]:
+    """The thinking of replies that have one (none from a file older than the column, or where it fails)."""
+    found: list[tuple[int, str]] = []
+    for index in range(0, len(ids), _CHUNK):
+        chunk = ids[index : index + _CHUNK]
+        rows, _ = reader.rows(
+            f"SELECT id, thinking FROM messages NOT INDEXED WHERE thinking != '' AND id IN"
+            f" ({','.join('?' * len(chunk))})",
+            tuple(chunk),
+        )
+        found += [(row[0], row[1]) for row in rows if isinstance(row[1], str)]
+    return found
+
+
 def salvage(source: Path, target: sqlite3.Connection) -> SalvageReport:
     """Copy every conversation that can be read from ``source`` (opened read-only) into ``target``."""
     report = SalvageReport()
@@ -258,6 +272,8 @@ def _salvage_one(
                 values[5] = "interrupted"
             target.execute(f"INSERT INTO messages ({_MESSAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             kept.add(values[0])
+        for message_id, thinking in _thinking_rows(reader, sorted(kept)):
+            target.execute("UPDATE messages SET thinking = ? WHERE id = ?", (thinking, message_id))
         leaf = conversation[9] if conversation[9] in kept else max(kept, default=None)
         title = conversation[1]
         if not title and not conversation[2]:

@@ -137,8 +137,18 @@ def _migrate_to_v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_v4(conn: sqlite3.Connection) -> None:
+    """A reply's thinking (reasoning models), kept apart from its answer."""
+    conn.execute("ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
+
+
 # MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1, _migrate_to_v2, _migrate_to_v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+    _migrate_to_v4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 CONVERSATION_COLUMNS = (
@@ -146,7 +156,8 @@ CONVERSATION_COLUMNS = (
     "c.settings_json, c.pinned, c.active_leaf_id"
 )
 MESSAGE_COLUMNS = (
-    "m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.model, m.stats_json, m.created_at"
+    "m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.model, m.stats_json, m.created_at,"
+    " m.thinking"
 )
 _SIBLINGS = (
     "SELECT count(*) FROM messages s INDEXED BY messages_by_parent"
@@ -260,8 +271,9 @@ def message_from_row(row: tuple[Any, ...]) -> Message:
         model=row[6],
         stats=loads_dict(row[7]),
         created_at=row[8],
-        sibling_index=row[9] if len(row) > 9 else 1,
-        sibling_count=row[10] if len(row) > 10 else 1,
+        thinking=row[9] if isinstance(row[9], str) else "",
+        sibling_index=row[10] if len(row) > 10 else 1,
+        sibling_count=row[11] if len(row) > 11 else 1,
     )
 
 
