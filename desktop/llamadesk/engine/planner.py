@@ -1,16 +1,19 @@
 """Will this model fit, and how should it be loaded? Estimates before anything loads.
 
-Memory = weights (the file size) + KV cache (2 x layers x context x KV heads x head size,
-f16) + a working buffer. The plan tries all layers on the GPU first, then a GPU/CPU
-split, then the CPU alone, and finds the longest context that still fits.
+Memory = weights (the file size) + KV cache (2 x layers x context x KV heads x head size, at
+2 bytes a number for f16, about 1 for q8_0 and a half for q4_0) + a working buffer. The plan
+tries all layers on the GPU first, then a GPU/CPU split, then the CPU alone, and finds the
+longest context that still fits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .gguf_info import GGUFInfo
 from .hardware import GiB, Hardware
+from .kv_options import KV_BYTES_PER_VALUE
 
 MiB = 1024**2
 AUTO_CTX_CAP = 8192
@@ -104,6 +107,14 @@ def shape_from_size(size_bytes: int, parameter_count: int | None = None) -> Mode
     return ModelShape(size_bytes, layers, per_token, 32768, embedding)
 
 
+def with_kv_type(shape: ModelShape, kv_cache_type: str) -> ModelShape:
+    """``shape`` with its KV cache stored as ``kv_cache_type`` ("f16", "q8_0" or "q4_0") instead of f16."""
+    factor = KV_BYTES_PER_VALUE.get(kv_cache_type, 2.0) / 2.0
+    if factor == 1.0:
+        return shape
+    return dataclasses.replace(shape, kv_bytes_per_token=max(int(shape.kv_bytes_per_token * factor), 1))
+
+
 def estimate(shape: ModelShape, n_ctx: int, n_batch: int = 512) -> MemoryEstimate:
     kv = shape.kv_bytes_per_token * n_ctx
     # Compute buffers grow with batch x context; plus fixed runtime allocations.
@@ -112,9 +123,9 @@ def estimate(shape: ModelShape, n_ctx: int, n_batch: int = 512) -> MemoryEstimat
     return MemoryEstimate(weights=shape.weights, kv_cache=kv, overhead=overhead)
 
 
-def estimate_memory(info: GGUFInfo, n_ctx: int) -> MemoryEstimate:
+def estimate_memory(info: GGUFInfo, n_ctx: int, *, kv_cache_type: str = "f16") -> MemoryEstimate:
     """Memory needed to run ``info`` with a context of ``n_ctx`` tokens."""
-    return estimate(shape_of(info), n_ctx)
+    return estimate(with_kv_type(shape_of(info), kv_cache_type), n_ctx)
 
 
 def _gib(value: int) -> str:
@@ -133,7 +144,7 @@ def _split(shape: ModelShape, ctx: int, layers_on_gpu: int) -> tuple[int, int]:
     return gpu_bytes, est.total - gpu_bytes
 
 
-def gpu_layers_for_context(info: GGUFInfo, hw: Hardware, n_ctx: int) -> int:
+def gpu_layers_for_context(info: GGUFInfo, hw: Hardware, n_ctx: int, *, kv_cache_type: str = "f16") -> int:
     """The most layers whose share fits the free VRAM at ``n_ctx`` tokens (-1: all of them).
 
     For a load the user asked for although the plan says it doesn't fit ("Load anyway"): the
@@ -141,7 +152,7 @@ def gpu_layers_for_context(info: GGUFInfo, hw: Hardware, n_ctx: int) -> int:
     """
     if not hw.gpu_offload:
         return 0
-    shape = shape_of(info)
+    shape = with_kv_type(shape_of(info), kv_cache_type)
     vram = max(hw.vram_free - VRAM_RESERVE, 0)
     for layers in range(shape.n_layers, 0, -1):
         if _split(shape, n_ctx, layers)[0] <= vram:
@@ -149,8 +160,11 @@ def gpu_layers_for_context(info: GGUFInfo, hw: Hardware, n_ctx: int) -> int:
     return 0
 
 
-def plan(shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
+def plan(
+    shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2, kv_cache_type: str = "f16"
+) -> FitPlan:
     """Plan layers and context for ``shape`` on ``hw``; see the module docstring."""
+    shape = with_kv_type(shape, kv_cache_type)
     ram = max(hw.available_ram - RAM_RESERVE, 0)
     vram = max(hw.vram_free - VRAM_RESERVE, 0) if hw.gpu_offload else 0
     wanted_ctx = n_ctx if n_ctx > 0 else min(shape.trained_ctx, AUTO_CTX_CAP)
@@ -207,13 +221,23 @@ def plan(shape: ModelShape, hw: Hardware, *, n_ctx: int = 0, n_gpu_layers: int =
     return FitPlan(verdict, gpu_layers, ctx, max_ctx, est, summary)
 
 
-def plan_fit(info: GGUFInfo, hardware: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2) -> FitPlan:
-    """The load plan for a model file on this machine (LM Studio's and Jan's "fits" light)."""
-    return plan(shape_of(info), hardware, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+def plan_fit(
+    info: GGUFInfo, hardware: Hardware, *, n_ctx: int = 0, n_gpu_layers: int = -2, kv_cache_type: str = "f16"
+) -> FitPlan:
+    """The load plan for a model file on this machine (LM Studio's and Jan's "fits" light);
+    ``kv_cache_type`` ("f16", "q8_0", "q4_0") is how the context's cache is stored."""
+    return plan(shape_of(info), hardware, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, kv_cache_type=kv_cache_type)
 
 
 def estimate_for_size(
-    size_bytes: int, hardware: Hardware, *, n_ctx: int = DEFAULT_CTX, parameter_count: int | None = None
+    size_bytes: int,
+    hardware: Hardware,
+    *,
+    n_ctx: int = DEFAULT_CTX,
+    parameter_count: int | None = None,
+    kv_cache_type: str = "f16",
 ) -> FitPlan:
     """A plan for a Hub file known only by its size (and maybe parameter count)."""
-    return plan(shape_from_size(size_bytes, parameter_count), hardware, n_ctx=n_ctx)
+    return plan(
+        shape_from_size(size_bytes, parameter_count), hardware, n_ctx=n_ctx, kv_cache_type=kv_cache_type
+    )
