@@ -23,6 +23,8 @@ SCRIPTS = [
     ("Start-up with 200,000 messages", ["bench_window_store.py"]),
     ("Model headers and library", ["bench_library.py"]),
     ("Command line with a big library", ["bench_cli.py"]),
+    ("Local API server", ["bench_api.py"]),
+    ("Model lab: perplexity and speed", ["bench_lab.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
 ]
 

@@ -15,259 +15,37 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError
 
 from . import safejson
-from .errors import LlamaDeskError
 from .files import atomic_write_text, read_regular_bytes
-from .limits import MIN_CONTEXT
+from .limits import MIN_CONTEXT  # noqa: F401  (re-exported)
+from .settings_sections import (  # noqa: F401  (re-exported)
+    API_KEY_SECRET,
+    AppSettings,
+    ContextOverflow,
+    FlashAttention,
+    GenerationSettings,
+    KVCacheType,
+    ModelPreset,
+    RuntimeSettings,
+    ServerSettings,
+    SettingsError,
+    Text,
+    _Model,
+    _storable,
+)
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 MAX_FILE_BYTES = 16 << 20  # far above any real settings file (templates included); a larger one is refused
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _storable(text: str) -> str:
-    """``text`` with lone surrogates (JSON allows "\\ud800") as U+FFFD, so the file can be saved as UTF-8."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-"""A setting's text: lone surrogates become U+FFFD when it is read or set, never an error at saving."""
-
-
-class SettingsError(LlamaDeskError):
-    """A setting value was refused; the message names the field."""
-
-
-class _Model(BaseModel):
-    # inf and NaN pass no range check a user would expect (NaN >= 0 is false, not an error)
-    model_config = ConfigDict(extra="ignore", validate_assignment=True, allow_inf_nan=False)
-
-
-class GenerationSettings(_Model):
-    """How a reply is sampled. Applies to the next reply, no reload needed."""
-
-    temperature: float = Field(
-        0.7,
-        ge=0.0,
-        le=2.0,
-        title="Temperature",
-        description="How adventurous the word choice is. Low (0.1) gives focused, repeatable answers; "
-        "0.7 is balanced; 1.0 and above gives varied, creative and sometimes rambling text. "
-        "0 always picks the most likely token (greedy).",
-        json_schema_extra={"widget": "slider", "step": 0.05},
-    )
-    top_p: float = Field(
-        0.95,
-        ge=0.0,
-        le=1.0,
-        title="Top-p",
-        description="Nucleus sampling: only tokens within the top p of cumulative probability are "
-        "considered. Lower (0.5) keeps answers safe and on topic; 1.0 turns the filter off.",
-        json_schema_extra={"step": 0.01},
-    )
-    top_k: int = Field(
-        40,
-        ge=0,
-        le=1000,
-        title="Top-k",
-        description="Only the k most likely next tokens are candidates. Smaller (10) is more "
-        "predictable, larger (100) more diverse; 0 turns the filter off.",
-    )
-    min_p: float = Field(
-        0.05,
-        ge=0.0,
-        le=1.0,
-        title="Min-p",
-        description="Drops tokens less likely than this fraction of the most likely one. 0.05 removes "
-        "nonsense while keeping variety; higher is stricter; 0 turns it off.",
-        json_schema_extra={"step": 0.01},
-    )
-    repeat_penalty: float = Field(
-        1.1,
-        ge=0.5,
-        le=2.0,
-        title="Repeat penalty",
-        description="Discourages repeating recent tokens. 1.0 is off; 1.1 stops most loops; "
-        "much higher can make the model avoid words it needs; below 1.0 encourages repetition.",
-        json_schema_extra={"step": 0.05},
-    )
-    max_tokens: int = Field(
-        1024,
-        ge=1,
-        le=131072,
-        title="Max tokens",
-        description="Longest reply in tokens (a token is roughly three quarters of an English word). "
-        "The reply stops here even mid-sentence. Room for it is kept free in the context, up to "
-        "half of it, so a long history is shortened sooner when this is high.",
-        json_schema_extra={"step": 64},
-    )
-    seed: int = Field(
-        -1,
-        ge=-1,
-        le=2**31 - 1,
-        title="Seed",
-        description="Random seed for sampling. The same seed, settings and conversation give the same "
-        "reply; -1 picks a new random seed each time.",
-        json_schema_extra={"special": {"-1": "Random"}},
-    )
-    stop: list[Text] = Field(
-        default_factory=list,
-        title="Stop strings",
-        description="The reply ends as soon as one of these strings appears (the string itself is not "
-        "shown). The model's own end-of-turn markers are always used.",
-        json_schema_extra={"widget": "lines", "object_name": "stopStringsEdit"},
-    )
-
-
-class RuntimeSettings(_Model):
-    """How a model is loaded. Changes take effect on the next load."""
-
-    n_ctx: int = Field(
-        0,
-        ge=0,
-        le=1_048_576,
-        title="Context length",
-        description="How many tokens the model sees at once: system prompt, history and reply together. "
-        "Longer remembers more of the chat but uses more memory. 0 = automatic: the model's trained "
-        f"length, capped at what fits in memory and at 8192. At least {MIN_CONTEXT}: llama.cpp makes "
-        "no smaller context, and a chat template with a short reply needs about that much.",
-        json_schema_extra={"object_name": "contextLengthSpin", "special": {"0": "Auto"}, "step": 1024},
-    )
-    n_gpu_layers: int = Field(
-        -2,
-        ge=-2,
-        le=1000,
-        title="GPU layers",
-        description="How many of the model's layers run on the GPU. More is faster while they fit in "
-        "video memory. -2 = automatic (planned for this machine), -1 = all, 0 = CPU only. A number above "
-        "the model's layer count means all of them.",
-        json_schema_extra={"object_name": "gpuLayersSpin", "special": {"-2": "Auto", "-1": "All"}},
-    )
-    n_threads: int = Field(
-        0,
-        ge=0,
-        le=512,
-        title="CPU threads",
-        description="Threads used for generation on the CPU. 0 = automatic (physical cores). More than "
-        "your physical cores usually makes it slower; 512 is llama.cpp's limit.",
-        json_schema_extra={"object_name": "threadsSpin", "special": {"0": "Auto"}},
-    )
-    n_batch: int = Field(
-        512,
-        ge=1,
-        le=8192,
-        title="Batch size",
-        description="Prompt tokens processed per step. Larger reads long prompts faster but needs more "
-        "memory; 512 suits most machines. Up to 8192: the working memory grows with batch size times "
-        "context length, and speed stops improving well before that.",
-        json_schema_extra={"object_name": "batchSizeSpin", "step": 64},
-    )
-    flash_attn: bool = Field(
-        False,
-        title="Flash attention",
-        description="A faster, leaner attention kernel. Helps most on GPUs; some models or backends "
-        "don't support it.",
-    )
-    use_mmap: bool = Field(
-        True,
-        title="Memory-map the model",
-        description="Reads the model file on demand instead of copying it into memory first: faster "
-        "loads, and memory is shared with the system file cache.",
-    )
-    use_mlock: bool = Field(
-        False,
-        title="Lock the model in memory",
-        description="Keeps the model in RAM so the system never swaps it out. Needs enough free memory "
-        "(and sometimes permission); otherwise loading fails.",
-    )
-
-    @field_validator("n_ctx")
-    @classmethod
-    def _long_enough(cls, value: int) -> int:
-        if 0 < value < MIN_CONTEXT:
-            raise PydanticCustomError(
-                "context_too_short",
-                "Context length must be Auto (0) or at least {minimum} tokens: llama.cpp makes no smaller "
-                "context, and a chat template with a short reply needs about that much.",
-                {"minimum": MIN_CONTEXT},
-            )
-        return value
-
-
-Theme = Literal["system", "light", "dark"]
-
-
-class AppSettings(_Model):
-    """How the app looks and where it keeps things."""
-
-    theme: Theme = Field(
-        "system",
-        title="Theme",
-        description="Light, dark, or follow the system.",
-        json_schema_extra={
-            "tab": "appearance",
-            "labels": {"system": "Follow system", "light": "Light", "dark": "Dark"},
-        },
-    )
-    font_size: int = Field(
-        11,
-        ge=6,
-        le=32,
-        title="Font size",
-        description="Size of the chat text in points.",
-        json_schema_extra={"tab": "appearance", "suffix": " pt"},
-    )
-    code_font: Text = Field(
-        "monospace",
-        title="Code font",
-        description="Font family used for code blocks and inline code.",
-        json_schema_extra={"tab": "appearance", "required": True},
-    )
-    default_system_prompt: Text = Field(
-        "You are a helpful assistant.",
-        title="Default system prompt",
-        description="Instructions every new conversation starts with; each conversation can change its own.",
-        json_schema_extra={"tab": "generation", "widget": "multiline"},
-    )
-    models_dir: Text = Field(
-        "",
-        title="Models folder",
-        description="Where downloaded models are stored. Empty = the default folder in the data directory.",
-        json_schema_extra={"tab": "model", "widget": "folder"},
-    )
-    max_parallel_downloads: int = Field(
-        1,
-        ge=1,
-        le=4,
-        title="Parallel downloads",
-        description="How many downloads run at the same time.",
-        json_schema_extra={"tab": "hub"},
-    )
-    last_model: Text = Field(
-        "",
-        title="Last model",
-        description="The model loaded at the last session.",
-        json_schema_extra={"hidden": True},
-    )
-
-
-class ModelPreset(_Model):
-    """Generation and runtime settings saved for one model, applied when it loads."""
-
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 
 
 class Settings(_Model):
@@ -282,6 +60,7 @@ class Settings(_Model):
         default_factory=dict,
         description="Chat templates set by the user per model (by model key), used instead of its own.",
     )
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     def for_model(self, model_key: str) -> tuple[GenerationSettings, RuntimeSettings]:
         """The settings to use for a model: its preset if saved, else the global ones."""
@@ -503,17 +282,3 @@ def validated_update(model: _Model, **changes: Any) -> Any:
         return type(model).model_validate(data)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from exc
-
-
-def load_token(path: Path) -> str:
-    """The access token kept in the file ``path``, or empty (kept until callers use ``SecretStore``)."""
-    from .secrets import SecretStore
-
-    return SecretStore(path.parent, use_keyring=False).get(path.name) or ""
-
-
-def save_token(path: Path, token: str) -> None:
-    """Keep the access token in the file ``path``, readable by this user only (see ``load_token``)."""
-    from .secrets import SecretStore
-
-    SecretStore(path.parent, use_keyring=False).set(path.name, token)

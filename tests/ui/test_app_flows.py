@@ -741,9 +741,9 @@ def test_a_message_answers_the_branch_shown_even_when_another_writer_moved_on(
     prompts: list[list[dict[str, str]]] = []
     original = window.controller.generate
 
-    def recording(messages: list[dict[str, str]], settings: object) -> None:
+    def recording(messages: list[dict[str, str]], settings: object, **kwargs: object) -> None:
         prompts.append(messages)
-        original(messages, settings)  # type: ignore[arg-type]
+        original(messages, settings, **kwargs)  # type: ignore[arg-type]
 
     window.controller.generate = recording  # type: ignore[method-assign]
     send(qtbot, window, "Second question from the window")

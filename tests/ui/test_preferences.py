@@ -39,7 +39,7 @@ NAMED_WIDGETS = {
     "gpuLayersSpin": QSpinBox,
     "threadsSpin": QSpinBox,
     "batchSizeSpin": QSpinBox,
-    "flashAttnCheck": QCheckBox,
+    "flashAttnCombo": QComboBox,
     "useMmapCheck": QCheckBox,
     "useMlockCheck": QCheckBox,
     "modelsDirEdit": QLineEdit,
@@ -211,7 +211,7 @@ def test_cancel_discards_changes(qtbot: QtBot) -> None:
     dialog = make_dialog(qtbot)
     with qtbot.assertNotEmitted(dialog.settingsApplied):
         find(dialog, "temperatureSpin").setValue(1.5)  # type: ignore[attr-defined]
-        find(dialog, "flashAttnCheck").setChecked(True)  # type: ignore[attr-defined]
+        find(dialog, "flashAttnCombo").setCurrentIndex(1)  # type: ignore[attr-defined]
         qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
     assert dialog.result() == PreferencesDialog.DialogCode.Rejected
     assert dialog.result_settings() == Settings()

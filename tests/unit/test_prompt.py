@@ -82,3 +82,14 @@ def test_reply_reserve_is_max_tokens_but_never_more_than_half_the_context() -> N
     assert reply_reserve(4096, 512) == 512
     assert reply_reserve(1024, 4000) == 512
     assert reply_reserve(0, 100) == 0
+
+
+def test_only_what_may_start_a_stop_string_is_held_back() -> None:
+    from llamadesk.engine.engine import _partial_stop
+
+    stops = ["<|im_end|>", "\nUser:"]
+    assert _partial_stop("Hello there", stops) == 0  # released at once: nothing like a stop string
+    assert _partial_stop("Hello <|im_e", stops) == len("<|im_e")
+    assert _partial_stop("Hello\nUs", stops) == len("\nUs")
+    assert _partial_stop("Hello <", stops) == 1
+    assert _partial_stop("", stops) == 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,6 @@ from llamadesk.settings import (
     Settings,
     SettingsError,
     SettingsStore,
-    load_token,
-    save_token,
     validated_update,
 )
 
@@ -110,15 +106,6 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
         store.save(settings)
     assert [p.name for p in folder.iterdir()] == ["settings.json"]
     assert json.loads(path.read_text())["generation"]["temperature"] == 0.9
-
-
-def test_token_is_private(tmp_path: Path) -> None:
-    path = tmp_path / "hf_token"
-    save_token(path, " hf_secret ")
-    assert load_token(path) == "hf_secret"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    save_token(path, "")
-    assert not path.exists()
 
 
 def test_home_puts_every_folder_under_one_dir(tmp_path: Path) -> None:

@@ -70,6 +70,11 @@ def _chat_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
     p.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and its stats")
+    p.add_argument(
+        "--show-thinking",
+        action="store_true",
+        help="print a reasoning model's thinking too (dimmed on a terminal); it is hidden by default",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--conversation", type=conversation_id, metavar="ID", help="continue a stored conversation"
@@ -160,6 +165,59 @@ def _model_parsers(sub: argparse._SubParsersAction) -> None:
     _handler(p, "models:cmd_models_remove")
 
 
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (Ctrl+C stops)")
+    p.add_argument("-m", "--model", help="a .gguf path or library model to load first (default: none)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; others need an API key)")
+    p.add_argument("--port", type=bounded_int(0, 65535, "a port"), help="TCP port (default 8642)")
+    p.add_argument("--api-key", type=text_arg, help="require this key (also $LLAMADESK_API_KEY)")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN", help="let web pages from ORIGIN call")
+    p.add_argument("--no-load-on-request", action="store_true", help="never load a model a request names")
+    p.add_argument("--store-requests", action="store_true", help="keep API chats in the history")
+    p.add_argument("--max-queued", type=bounded_int(1, 1024, "a queue size"), help="waiting requests (16)")
+    p.add_argument(
+        "--ctx", type=_CONTEXT, help=f"context length in tokens (0 = automatic, else at least {MIN_CONTEXT})"
+    )
+    p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    _handler(p, "serve:cmd_serve")
+
+
+def _lab_parsers(sub: argparse._SubParsersAction) -> None:
+    """The model lab: speed, perplexity and side-by-side replies."""
+    threads = bounded_int(0, 512, "a thread count")
+    window = bounded_int(16, 1_048_576, "a context length")
+    p = sub.add_parser("bench", help="measure a model's speed here (like llama-bench's pp512 and tg128)")
+    p.add_argument("model", help="a .gguf path or a library model name")
+    p.add_argument("--ctx", type=_CONTEXT, help="context length in tokens (default 640, what the test needs)")
+    p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument("--threads", type=threads, help="CPU threads (0 = automatic)")
+    p.add_argument("--repetitions", type=bounded_int(1, 100, "a count"), default=3, help="runs of each (3)")
+    p.add_argument("-p", "--prompt-tokens", type=bounded_int(1, 65536, "a token count"), default=512)
+    p.add_argument("-n", "--gen-tokens", type=bounded_int(1, 65536, "a token count"), default=128)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "lab:cmd_bench")
+
+    p = sub.add_parser("perplexity", help="measure a model's perplexity on a text file (lower is better)")
+    p.add_argument("model", help="a .gguf path or a library model name")
+    p.add_argument("file", help="a UTF-8 text file (at least one context of tokens)")
+    p.add_argument("--ctx", type=window, help="window in tokens (default 512)")
+    p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument("--threads", type=threads, help="CPU threads (0 = automatic)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "lab:cmd_perplexity")
+
+    p = sub.add_parser("compare", help="send one prompt to two or more models, one after another")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="two or more .gguf paths or library names")
+    p.add_argument("prompt", type=text_arg, help="the message every model answers")
+    p.add_argument("--max-tokens", type=_TOKENS, help="longest reply")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=_SEED)
+    p.add_argument("--ctx", type=_CONTEXT, help="context length in tokens (0 = automatic)")
+    p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "lab:cmd_compare")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command and option; imports nothing a command needs."""
     parser = Parser(prog="llamadesk", description="Chat with local GGUF models, offline.")
@@ -185,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     _conversation_parsers(sub)
     _hub_parsers(sub)
     _model_parsers(sub)
+    _lab_parsers(sub)
+    _serve_parser(sub)
     return parser
 
 

@@ -1,7 +1,9 @@
 """`llamadesk chat`: one message, the reply streamed to the terminal, optionally stored.
 
 The model runs in the same inference service the window uses; this command is one more client
-of it. Nothing is stored until the model is loaded and the prompt fits, so a failed start
+of it. A reasoning model's thinking is split from its answer: stored apart, given as ``reasoning``
+with ``--json``, and printed (dimmed on a terminal) only with ``--show-thinking``.
+Nothing is stored until the model is loaded and the prompt fits, so a failed start
 leaves no trace; Ctrl+C stops the reply, keeps exactly what was printed and exits with 130.
 """
 
@@ -12,6 +14,7 @@ import json
 import queue
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 # garbage collector paused, see ``llamadesk.cli.main``); the conversation store only with --new
 # or --conversation.
 from ..chat.prompt import build_messages
+from ..chat.reasoning import ReasoningSplitter, starts_in_thinking, uses_channels
+from ..chat.templates import apply_thinking
 from ..engine.service import ChatResult, InferenceService
+from ..engine.states import ConversationStates
 from ..paths import get_paths
 from ..settings import GenerationSettings, Settings, SettingsStore, validated_update
-from .common import EXIT_INTERRUPTED, CliError, fail, note, read_stdin_text, warn
+from .common import EXIT_INTERRUPTED, CliError, fail, note, read_stdin_text, shown, warn
 from .resolve import ResolvedModel, library_key, models_folder, resolve, resolve_model
 
 if TYPE_CHECKING:
@@ -32,6 +38,42 @@ if TYPE_CHECKING:
 __all__ = ["cmd_chat", "resolve_model"]
 
 POLL_S = 0.1  # how often the waiting main thread wakes, so Ctrl+C is noticed at once
+_DIM, _RESET = "\033[2m", "\033[0m"
+
+
+class _Thinking:
+    """The thinking of the reply being printed: split from the answer, stored, shown on request."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.splitter = ReasoningSplitter()
+        self.parts: list[str] = []
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.tty = sys.stdout.isatty()
+
+    def begin(self, prompt: str, template: str) -> None:
+        self.splitter = ReasoningSplitter(
+            start_in_thinking=starts_in_thinking(prompt), channels=uses_channels(template)
+        )
+
+    def write(self, text: str) -> None:
+        """Print a piece of thinking (only with --show-thinking; dimmed on a terminal)."""
+        self.parts.append(text)
+        if self.show:
+            sys.stdout.write(f"{_DIM}{shown(text, block=True)}{_RESET}" if self.tty else text)
+            sys.stdout.flush()
+
+    def answer_begins(self) -> None:
+        if self.started is not None and self.ended is None:
+            self.ended = time.monotonic()
+            if self.show and self.parts:
+                sys.stdout.write("\n\n")
+
+    def seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return round((self.ended if self.ended is not None else time.monotonic()) - self.started, 2)
 
 
 def _generation_settings(args: argparse.Namespace, base: GenerationSettings) -> GenerationSettings:
@@ -140,9 +182,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if system is None:
                 system = conversation.system_prompt
     # The branch the user is on, then the new message: the same rule as the window's.
-    messages = build_messages(system, path, new_user_message=prompt).messages
+    built = build_messages(system, path, new_user_message=prompt)
+    thought = {m.id: m.thinking for m in path if getattr(m, "thinking", "")}
+    messages: list[dict[str, Any]] = [
+        {**m, "thinking": thought[ids[0]]} if len(ids) == 1 and ids[0] in thought else dict(m)
+        for m, ids in zip(built.messages, built.sources, strict=True)
+    ]
+    preset = settings.presets.get(library_key(model, models_dir)) if settings.presets else None
+    thinking = _Thinking(bool(getattr(args, "show_thinking", False)))
 
-    service = InferenceService()
+    # Saved conversation states (the model's cache of recent chats) live in the data folder, shared
+    # with the window: continuing a conversation in a new process reads only the new message.
+    states = ConversationStates.in_folder(
+        paths.data_dir / "states", disk_budget=settings.app.state_disk_budget_mb * 1024 * 1024
+    )
+    service = InferenceService(states=states)
     interrupted = False
     running: list[Job] = []
 
@@ -167,6 +221,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if load.result.chat_format.is_fallback and not args.json:
             note("the model has no chat template; using ChatML")
 
+        template = load.result.chat_format.template
+        messages, variables = apply_thinking(template, messages, preset.thinking if preset else "")
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         job = service.chat(
             messages,
@@ -174,10 +230,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             on_fit=lambda fit: events.put(("fit", fit)),
             on_text=lambda piece: events.put(("text", piece)),
             client="cli",
+            variables=variables or None,
         )
         running.append(job)
         job.add_done_callback(lambda finished: events.put(("done", finished)))
-        shown: list[str] = []
+        answer: list[str] = []
         try:
             while True:
                 try:
@@ -193,18 +250,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
                         note(f"{len(value.dropped)} older messages did not fit the context")
                     if session is not None:  # stored only now that the model is loaded and the prompt fits
                         session.begin(prompt, model_path.name, system)
+                    thinking.begin(value.prompt, template)
                     continue
-                if session is not None and session.reply is not None:
-                    session.reply.append(value)
-                shown.append(value)
-                if not args.json:
-                    sys.stdout.write(value)
-                    sys.stdout.flush()
+                _show(thinking.splitter.feed(value), thinking, session, answer, args.json)
         finally:
             job.stop()
             job.wait()
+            if not interrupted:
+                _show(thinking.splitter.finish(), thinking, session, answer, args.json)
             if session is not None and session.reply is not None and not session.reply.finished:
-                _finish(session.reply, job, interrupted)
+                session.reply.set_thinking(thinking.splitter.thinking)
+                _finish(session.reply, job, interrupted, thinking.seconds())
         if job.error is not None:
             if interrupted:
                 return EXIT_INTERRUPTED
@@ -213,9 +269,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         stats = result.stats
         if args.json:
             out = {
-                "text": "".join(shown),
+                "text": "".join(answer),
+                "reasoning": thinking.splitter.thinking,
                 "prompt_tokens": stats.prompt_tokens,
                 "cached_tokens": stats.cached_tokens,
+                "dropped_messages": len(result.fit.dropped),
+                "shifted_tokens": stats.shifted_tokens,
+                "restored_from": stats.restored_from,
                 "completion_tokens": stats.completion_tokens,
                 "ttft_s": round(stats.ttft_s, 4),
                 "tokens_per_s": round(stats.tokens_per_s, 2),
@@ -239,17 +299,45 @@ def cmd_chat(args: argparse.Namespace) -> int:
             session.store.close()
 
 
-def _finish(reply: StreamingReply, job: Job, interrupted: bool) -> None:
+def _show(
+    parts: list[tuple[str, str]],
+    thinking: _Thinking,
+    session: _Session | None,
+    answer: list[str],
+    as_json: bool,
+) -> None:
+    """Store and print the thinking and answer text the splitter handed back."""
+    reply = session.reply if session is not None else None
+    for kind, text in parts:
+        if kind == "thinking":
+            if thinking.started is None:
+                thinking.started = time.monotonic()
+            if reply is not None:
+                reply.append_thinking(text)
+            if not as_json:
+                thinking.write(text)
+            continue
+        thinking.answer_begins()
+        if reply is not None:
+            reply.append(text)
+        answer.append(text)
+        if not as_json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+def _finish(reply: StreamingReply, job: Job, interrupted: bool, thinking_s: float | None = None) -> None:
     """Mark the stored reply as it ended (it holds exactly the text shown), with the engine's stats."""
     from ..chat.store import reply_status
 
+    extra = {} if thinking_s is None else {"thinking_s": thinking_s}
     if job.result is not None and not interrupted:
         stats = job.result.stats
-        reply.finish(reply_status(stats.stop_reason.value), stats.to_dict())
+        reply.finish(reply_status(stats.stop_reason.value), {**stats.to_dict(), **extra})
     elif job.result is not None:  # Ctrl+C: kept as stopped, with the stats of what was written
         data = job.result.stats.to_dict()
         data["stop_reason"] = "user_stop"
-        reply.finish("stopped", data)
+        reply.finish("stopped", {**data, **extra})
     elif job.error is not None and not interrupted:
         reply.finish("failed", {"error": str(job.error)})
     else:  # the output closed under us (a broken pipe) or Ctrl+C: keep what was written

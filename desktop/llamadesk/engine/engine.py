@@ -21,12 +21,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..settings import GenerationSettings, RuntimeSettings
 from . import runtime
 from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
 from .hardware import detect_hardware, memory
+from .kv_options import GGML_TYPES, context_flash_attention, resolve_flash_attention
+from .kv_shift import apply_shift, can_shift, plan_reuse
 from .planner import FitPlan, gpu_layers_for_context, plan_fit
+from .states import cache_fingerprint, capture_state, restore_state
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ class GenerationStats:
     total_s: float
     stop_reason: StopReason
     error: str | None = None
+    restored_from: str = ""  # "memory" or "disk": the conversation's saved cache was loaded first
+    shifted_tokens: int = 0  # tokens of the oldest turns cut from the cache in place (context shift)
+    left_out: int = 0  # messages of the conversation the model did not see (the oldest, to fit)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +99,17 @@ def _physical_cores() -> int:
     except OSError:
         pass
     return max(1, count // 2) if count > 4 else count
+
+
+def _partial_stop(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of ``text`` could be the beginning of a stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -127,6 +146,10 @@ class Engine:
         self.n_gpu_layers = 0
         self.backend = "CPU"
         self.ram_used = 0
+        self.kv_cache_type = "f16"
+        self.flash_attention = "auto"
+        self.fingerprint = ""  # what the cache depends on besides its tokens (see ``states``)
+        self._can_shift = False
         self._active_stop: threading.Event | None = None
         self._abort_cb: Any = None
 
@@ -156,16 +179,19 @@ class Engine:
         # with it still loaded would cut the new model's context or GPU layers for nothing.
         self.unload()
         hw = detect_hardware()
-        plan = plan_fit(info, hw, n_ctx=rs.n_ctx, n_gpu_layers=rs.n_gpu_layers)
+        kv_type = rs.kv_cache_type
+        resolve_flash_attention(rs.flash_attn, kv_type, gpu=False)  # refuse a bad pair before anything else
+        plan = plan_fit(info, hw, n_ctx=rs.n_ctx, n_gpu_layers=rs.n_gpu_layers, kv_cache_type=kv_type)
         n_ctx = rs.n_ctx or plan.n_ctx
         if info.context_length and rs.n_ctx == 0:
             n_ctx = min(n_ctx, info.context_length)
         n_gpu_layers = plan.n_gpu_layers if rs.n_gpu_layers == -2 else rs.n_gpu_layers
         if rs.n_gpu_layers == -2 and (not plan.fits or n_ctx > plan.n_ctx):
             # Loading more than fits ("Load anyway"): offload what the GPU holds at this context.
-            n_gpu_layers = gpu_layers_for_context(info, hw, n_ctx)
+            n_gpu_layers = gpu_layers_for_context(info, hw, n_ctx, kv_cache_type=kv_type)
         if not hw.gpu_offload:
             n_gpu_layers = 0
+        flash = resolve_flash_attention(rs.flash_attn, kv_type, gpu=n_gpu_layers != 0)
         threads = rs.n_threads or _physical_cores()
         module = runtime.llama_cpp()
         runtime.clear_recent()
@@ -187,7 +213,12 @@ class Engine:
             "loading %s (n_ctx=%s, n_gpu_layers=%s, threads=%s)", info.path, n_ctx, n_gpu_layers, threads
         )
         try:
-            with runtime.load_progress(on_progress if progress else None):
+            kv_type_id = GGML_TYPES[kv_type]
+            kv_args = {"type_k": kv_type_id, "type_v": kv_type_id} if kv_type != "f16" else {}
+            with (
+                runtime.load_progress(on_progress if progress else None),
+                context_flash_attention(module, flash),
+            ):
                 llm = module.Llama(
                     model_path=str(info.path),
                     n_ctx=n_ctx,
@@ -196,10 +227,11 @@ class Engine:
                     n_threads_batch=threads,
                     n_batch=min(rs.n_batch, n_ctx),
                     n_ubatch=min(rs.n_batch, n_ctx),
-                    flash_attn=rs.flash_attn,
+                    flash_attn=flash == "on",
                     use_mmap=rs.use_mmap,
                     use_mlock=rs.use_mlock,
                     verbose=False,
+                    **kv_args,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
             if callback_error is not None:
@@ -208,6 +240,13 @@ class Engine:
                 raise EngineError("Loading was cancelled.") from exc
             detail = "; ".join(runtime.recent_errors()[-3:])
             reason = f" llama.cpp said: {detail}" if detail else ""
+            if kv_type != "f16" or flash == "on":
+                raise EngineError(
+                    f"llama.cpp could not load {info.path.name} with a {kv_type} KV cache and flash "
+                    f"attention {flash}.{reason} This build or device may not support them for this model: "
+                    "set the KV cache type to f16 and Flash attention to Auto "
+                    "(Preferences → Model & hardware)."
+                ) from exc
             raise EngineError(
                 f"llama.cpp could not load {info.path.name} ({info.architecture}, {info.file_type}).{reason} "
                 "The file may be damaged, or made for a newer llama.cpp than this build."
@@ -221,6 +260,9 @@ class Engine:
         # llama.cpp rounds the context up (to 256); llama-cpp-python's token buffer keeps the size asked for.
         self.n_ctx = min(int(llm.n_ctx()), len(llm.input_ids))
         self.n_gpu_layers = n_gpu_layers
+        self.kv_cache_type, self.flash_attention = kv_type, flash
+        self.fingerprint = cache_fingerprint(info.path, n_ctx=self.n_ctx, kv_cache_type=kv_type, flash=flash)
+        self._can_shift = can_shift(llm)
         self.backend = hw.backend if n_gpu_layers else "CPU"
         # What loading took from the RAM the system counts as available (weights not on the GPU,
         # KV cache, buffers); planning another model adds it back, as switching frees it.
@@ -247,6 +289,8 @@ class Engine:
         self.plan = None
         self.n_ctx = 0
         self.ram_used = 0
+        self.fingerprint = ""
+        self._can_shift = False
         if llm is not None:
             llm.close()
         self._abort_cb = None
@@ -260,10 +304,44 @@ class Engine:
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True) -> list[int]:
         """Token ids of ``text``; chat prompts already carry their BOS, so none is added."""
-        return list(self._require().tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+        # Lone surrogates (a raw prompt from an API client, say) would make encode() raise.
+        data = text.encode("utf-8", "replace")
+        return list(self._require().tokenize(data, add_bos=add_bos, special=special))
 
     def detokenize(self, tokens: list[int]) -> str:
         return bytes(self._require().detokenize(tokens)).decode("utf-8", errors="replace")
+
+    # -- the KV cache (context shift and saved states; see kv_shift.py and states.py)
+
+    @property
+    def can_shift(self) -> bool:
+        """Whether this model's cache can leave out old turns in place (not recurrent models, say)."""
+        return self._llm is not None and self._can_shift
+
+    def cached_tokens(self) -> list[int]:
+        """The tokens the cache holds now, oldest first."""
+        llm = self._require()
+        return [int(t) for t in llm.input_ids[: llm.n_tokens]]
+
+    def reuse_cache(self, tokens: Sequence[int], *, head: int | None) -> int:
+        """Before replying to ``tokens``: when the oldest turns were left out after the first ``head``
+        tokens, shift the cache over them instead of reading the rest again. Returns the tokens cut."""
+        llm = self._require()
+        if head is None or not self._can_shift:
+            return 0
+        plan = plan_reuse(llm.input_ids[: llm.n_tokens], tokens, head=head)
+        if not plan.shifts or not apply_shift(llm, plan):
+            return 0
+        log.debug("context shift: %d tokens cut, %d moved back", plan.cut, plan.moved)
+        return plan.cut
+
+    def save_state(self) -> tuple[np.ndarray, bytearray] | None:
+        """The cache's tokens and llama.cpp's bytes for them (None when it is empty)."""
+        return capture_state(self._require())
+
+    def restore_state(self, tokens: Sequence[int] | np.ndarray, data: bytearray) -> bool:
+        """Replace the cache with a saved state; False (and an empty cache) when llama.cpp refuses it."""
+        return restore_state(self._require(), np.asarray(tokens, dtype=np.int32), data)
 
     def generate(
         self,
@@ -272,8 +350,12 @@ class Engine:
         *,
         stop_event: threading.Event | None = None,
         extra_stop: Sequence[str] = (),
+        grammar: Any = None,
     ) -> Generation:
-        """Stream a reply to ``prompt`` (text or token ids) with ``settings``."""
+        """Stream a reply to ``prompt`` (text or token ids) with ``settings``.
+
+        ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the tokens sampled, e.g. to valid JSON.
+        """
         llm = self._require()
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         if not tokens:
@@ -284,7 +366,9 @@ class Engine:
                 "Shorten the conversation or raise the context length in Preferences."
             )
         generation = Generation(iter(()))
-        generation._pieces = self._stream(llm, tokens, settings, stop_event, list(extra_stop), generation)
+        generation._pieces = self._stream(
+            llm, tokens, settings, stop_event, list(extra_stop), generation, grammar=grammar
+        )
         return generation
 
     def _stream(
@@ -295,10 +379,10 @@ class Engine:
         stop_event: threading.Event | None,
         extra_stop: list[str],
         generation: Generation,
+        grammar: Any = None,
     ) -> Iterator[str]:
         stop_event = stop_event or threading.Event()
         stops = [x for x in (*s.stop, *extra_stop) if x]
-        held = max((len(x) for x in stops), default=0)
         start = time.perf_counter()
         if s.seed >= 0:
             # A fixed seed promises the same reply for the same prompt. Logits computed in a
@@ -328,6 +412,7 @@ class Engine:
             min_p=s.min_p,
             temp=s.temperature,
             repeat_penalty=s.repeat_penalty,
+            grammar=grammar,
         )
         try:
             for token in gen:
@@ -357,7 +442,9 @@ class Engine:
                         text = ""
                         reason = StopReason.STOP_STRING
                         break
-                    release = len(text) - (held - 1)
+                    # Hold back only what may be the start of a stop string, not a fixed tail:
+                    # the first piece of a reply reaches the reader with its first token.
+                    release = len(text) - _partial_stop(text, stops)
                     if release > 0:
                         yield text[:release]
                         text = text[release:]

@@ -10,6 +10,7 @@ thread (the GUI through queued signals, the CLI through a queue).
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chat.context import ContextError, ContextFit, fit_context
+from ..chat.context import ContextError, ContextFit
 from ..chat.prompt import reply_reserve
 from ..chat.templates import ChatFormat, chat_format_for
 from ..errors import LlamaDeskError
 from ..settings import GenerationSettings, RuntimeSettings
-from .engine import Engine, GenerationStats
+from .chat_cache import ChatCache
+from .engine import Engine, Generation, GenerationStats
 from .gguf_info import GGUFInfo
+from .states import ConversationStates
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ class ChatResult:
 
 class JobError(LlamaDeskError):
     """Why a job ended without a result. ``kind``: "failed", "too_long" (nothing generated:
-    the newest message does not fit) or "cancelled" (stopped before it started or while loading)."""
+    the newest message does not fit), "invalid" (a request the model cannot take, such as a token id
+    outside its vocabulary) or "cancelled" (stopped before it started or while loading)."""
 
     def __init__(self, message: str, kind: str = "failed") -> None:
         super().__init__(message)
@@ -119,12 +123,79 @@ def _call(callback: Callable[..., Any], *args: Any) -> Any:
         return None
 
 
+_Item = tuple[Job, Callable[[Job], Any]]
+
+
+class _Turns:
+    """The jobs waiting to run, served round-robin by client tag, so the window and the API server
+    take turns instead of one waiting behind a pile of the other's; each client's jobs keep their order.
+
+    Quacks like the ``queue.Queue`` it replaced: ``put(None)`` asks the thread to end once the jobs
+    already waiting have been handed out."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, collections.deque[_Item]] = {}
+        self._order: collections.deque[str] = collections.deque()  # clients with jobs waiting, next first
+        self._closing = False
+        self._cond = threading.Condition()
+
+    @property
+    def queue(self) -> list[_Item]:
+        """The waiting jobs, in the order they will run."""
+        with self._cond:
+            return [item for client in self._order for item in self._waiting[client]]
+
+    def waiting(self, client: str) -> int:
+        """How many of ``client``'s jobs are waiting."""
+        with self._cond:
+            return len(self._waiting.get(client, ()))
+
+    def put(self, item: _Item | None) -> None:
+        with self._cond:
+            if item is None:
+                self._closing = True
+            else:
+                client = item[0].client
+                if client not in self._waiting:
+                    self._waiting[client] = collections.deque()
+                    self._order.append(client)
+                self._waiting[client].append(item)
+            self._cond.notify()
+
+    def get(self) -> _Item | None:
+        with self._cond:
+            while not self._order and not self._closing:
+                self._cond.wait()
+            return self._pop()
+
+    def get_nowait(self) -> _Item | None:
+        with self._cond:
+            if not self._order and not self._closing:
+                raise queue.Empty
+            return self._pop()
+
+    def _pop(self) -> _Item | None:
+        if not self._order:
+            self._closing = False
+            return None
+        client = self._order.popleft()
+        waiting = self._waiting[client]
+        item = waiting.popleft()
+        if waiting:
+            self._order.append(client)  # its next job waits for the other clients' turns
+        else:
+            del self._waiting[client]
+        return item
+
+
 class InferenceService:
     """Owns one :class:`Engine` on its own thread and runs submitted jobs one at a time."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, *, states: ConversationStates | None = None) -> None:
+        """``states``: where conversation states are kept (default: the data folder, 2 GB)."""
         self.engine = engine or Engine()
-        self._queue: queue.Queue[tuple[Job, Callable[[Job], Any]] | None] = queue.Queue()
+        self.cache = ChatCache(states)
+        self._queue = _Turns()
         self._format: ChatFormat | None = None
         self._loaded: LoadedModel | None = None
         self._current: Job | None = None
@@ -168,15 +239,60 @@ class InferenceService:
         on_fit: Callable[[ContextFit], None] | None = None,
         on_text: Callable[[str], None] | None = None,
         client: str = "",
+        grammar: Any = None,
+        variables: Mapping[str, Any] | None = None,
+        conversation: str | None = None,
     ) -> Job:
         """Reply to ``messages`` (ending with the user's turn), streaming pieces to ``on_text``.
 
         The conversation is fitted into the context first (``on_fit`` tells which messages were
         left out); ``job.stop()`` ends the reply within a token, keeping what was written.
+        ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the reply; ``variables`` reach the
+        chat template (``tools``, say). ``conversation`` names the conversation whose saved cache may
+        serve the reply (default: one derived from how ``messages`` start).
         """
         job = Job("chat", client)
         copied = [dict(m) for m in messages]
-        return self._submit(job, lambda j: self._chat(j, copied, settings, on_fit, on_text))
+        extra = dict(variables or {})
+        return self._submit(
+            job, lambda j: self._chat(j, copied, settings, on_fit, on_text, grammar, extra, conversation)
+        )
+
+    def complete(
+        self,
+        prompt: str | Sequence[int],
+        settings: GenerationSettings,
+        *,
+        on_text: Callable[[str], None] | None = None,
+        grammar: Any = None,
+        client: str = "",
+    ) -> Job:
+        """Continue a raw ``prompt`` (text, or token ids) with no chat template; the result is a
+        :class:`ChatResult` whose fit holds the prompt as sent."""
+        job = Job("complete", client)
+        source = prompt if isinstance(prompt, str) else list(prompt)
+        return self._submit(job, lambda j: self._complete(j, source, settings, on_text, grammar))
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True, client: str = "") -> Job:
+        """The loaded model's token ids for ``text`` (the result, a list of ints)."""
+        job = Job("tokenize", client)
+        return self._submit(job, lambda _j: self.engine.tokenize(text, add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: Sequence[int], *, client: str = "") -> Job:
+        """The text of ``tokens`` in the loaded model's vocabulary (the result, a str)."""
+        job = Job("detokenize", client)
+        ids = [int(t) for t in tokens]
+        return self._submit(job, lambda _j: self._detokenize(ids))
+
+    def run(self, kind: str, work: Callable[[Job], Any], *, client: str = "") -> Job:
+        """Run ``work(job)`` on the service thread in turn with the other jobs; its return value is the
+        result. For long work that decodes with its own engine (the model lab): llama.cpp decodes
+        best from one long-lived thread. ``work`` should watch ``job.stop_event``."""
+        return self._submit(Job(kind, client), work)
+
+    def waiting(self, client: str) -> int:
+        """How many of ``client``'s jobs wait to run (the running one not counted)."""
+        return self._queue.waiting(client)
 
     def unload(self, *, client: str = "") -> Job:
         """Free the model."""
@@ -255,6 +371,7 @@ class InferenceService:
         self._free()
 
     def _free(self) -> None:
+        self.cache.unloading(self.engine)
         self.engine.unload()
         self._format = None
         self._loaded = None
@@ -308,23 +425,77 @@ class InferenceService:
         settings: GenerationSettings,
         on_fit: Callable[[ContextFit], None] | None,
         on_text: Callable[[str], None] | None,
+        grammar: Any = None,
+        variables: Mapping[str, Any] | None = None,
+        conversation: str | None = None,
     ) -> ChatResult:
         fmt = self._format
         if not self.engine.is_loaded or fmt is None:
             raise JobError("No model is loaded. Choose a model first.")
+        if variables:
+            fmt = _WithVariables.of(fmt, variables)
         n_ctx = self.engine.n_ctx
         reserve = reply_reserve(n_ctx, settings.max_tokens)
         try:
-            fit = fit_context(
-                fmt, messages, self.engine.tokenize, n_ctx - reserve, n_ctx=n_ctx, max_tokens=reserve
-            )
+            budget = n_ctx - reserve
+            overflow = settings.context_overflow
+            fit = self.cache.fit(self.engine, fmt, messages, budget, max_tokens=reserve, overflow=overflow)
         except ContextError as exc:
             raise JobError(str(exc), "too_long") from exc
         if on_fit is not None:
             _call(on_fit, fit)
+        prepared = self.cache.prepare(self.engine, fmt, messages, fit, conversation, fresh=settings.seed >= 0)
         generation = self.engine.generate(
-            fit.prompt_tokens, settings, stop_event=job.stop_event, extra_stop=fmt.stop_strings
+            fit.prompt_tokens,
+            settings,
+            stop_event=job.stop_event,
+            extra_stop=fmt.stop_strings,
+            grammar=grammar,
         )
+        try:
+            return self._stream(job, fit, generation, on_text)
+        finally:
+            self.cache.finished(prepared, generation.stats)
+
+    def _complete(
+        self,
+        job: Job,
+        prompt: str | list[int],
+        settings: GenerationSettings,
+        on_text: Callable[[str], None] | None,
+        grammar: Any,
+    ) -> ChatResult:
+        if not self.engine.is_loaded:
+            raise JobError("No model is loaded. Choose a model first.")
+        tokens = self.engine.tokenize(prompt, add_bos=True) if isinstance(prompt, str) else prompt
+        if not tokens:
+            raise JobError("The prompt is empty.", "invalid")
+        n_ctx = self.engine.n_ctx
+        if len(tokens) >= n_ctx:
+            raise JobError(
+                f"The prompt is {len(tokens):,} tokens but the context holds {n_ctx:,}.", "too_long"
+            )
+        text = prompt if isinstance(prompt, str) else self.engine.detokenize(tokens)
+        fit = ContextFit(prompt=text, prompt_tokens=list(tokens), kept=[], dropped=[])
+        self.cache.prepare_raw(self.engine)
+        generation = self.engine.generate(
+            fit.prompt_tokens, settings, stop_event=job.stop_event, grammar=grammar
+        )
+        return self._stream(job, fit, generation, on_text)
+
+    def _detokenize(self, tokens: list[int]) -> str:
+        llm = self.engine.llama
+        vocab_size = int(llm.n_vocab())
+        bad = next((t for t in tokens if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            raise JobError(
+                f"Token {bad} is not in the model's vocabulary (0 to {vocab_size - 1}).", "invalid"
+            )
+        return self.engine.detokenize(tokens)
+
+    def _stream(
+        self, job: Job, fit: ContextFit, generation: Generation, on_text: Callable[[str], None] | None
+    ) -> ChatResult:
         for piece in generation:
             if on_text is not None:
                 try:
@@ -334,3 +505,19 @@ class InferenceService:
                     job.stop()
         assert generation.stats is not None
         return ChatResult(fit=fit, text=generation.text, stats=generation.stats)
+
+
+@dataclass
+class _WithVariables(ChatFormat):
+    """A chat format that passes extra variables (``tools``, say) to its template at every render."""
+
+    variables: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, fmt: ChatFormat, variables: Mapping[str, Any]) -> _WithVariables:
+        return cls(**{k: getattr(fmt, k) for k in fmt.__dataclass_fields__}, variables=dict(variables))
+
+    def render(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **variables: Any
+    ) -> str:
+        return super().render(messages, add_generation_prompt, **{**(self.variables or {}), **variables})

@@ -79,6 +79,9 @@ QFrame#bubble[role="user"] {{ background: {bubble}; border-radius: 16px; }}
 #messageAction:hover {{ background: {hover}; color: {text}; }}
 #messageAction:disabled {{ color: {hover}; }}
 #loadEarlier {{ color: {accent}; background: transparent; border: none; padding: 6px; }}
+#thinkingToggle {{ color: {muted}; border: none; padding: 1px 2px; font-size: 12px; }}
+#thinkingToggle[live="true"] {{ font-style: italic; }}
+#chatView #thinkingBody {{ color: {muted}; border-left: 2px solid {hover}; padding-left: 6px; }}
 """
 
 
@@ -162,6 +165,7 @@ class ChatView(QWidget):
                 self._stop_stream()
             else:
                 live.content = self._stream_content()
+                live.thinking = self._stream_item.thinking
                 live.status = "streaming"
                 self._stream_item = live
         keep = len(self._cards) if same_conversation else 0
@@ -216,6 +220,16 @@ class ChatView(QWidget):
         self._stream_parts.append(text)
         if not self._stream_timer.isActive():
             self._stream_timer.start()
+
+    def append_thinking(self, text: str) -> None:
+        """Add a piece of the streaming reply's thinking, shown live in its collapsed "Thinking…" block."""
+        item = self._stream_item
+        if item is None or not text:
+            return
+        item.thinking += text
+        card = self._cards.get(item.id)
+        if card is not None:
+            card.stream_thinking(text)
 
     def end_stream(self, message: MessageLike) -> None:
         """Show the final content, status and stats of a reply (normally the one being streamed)."""

@@ -433,6 +433,9 @@ class HubBrowser(QDialog):
         self.download_button.setEnabled(file is not None and not problem)
         if file is not None and not problem:
             summary = file.fit.summary if file.fit is not None else ""
+            from .lab_actions import measured_here  # "measured here: 41 tok/s" once the lab ran on it
+
+            summary = f"{summary} {measured_here(file.path, file.size)}".strip()
             self.file_hint.setText(f"{file.name} · {format_size(file.size)}. {summary}".strip())
             self.file_hint.setToolTip(self.file_hint.text())
         elif self._repo is not None:

@@ -123,11 +123,23 @@ class InferenceController(QObject):
         if self._load_job is not None:
             self._load_job.stop()
 
-    def generate(self, messages: list[dict[str, Any]], settings: GenerationSettings) -> None:
-        """Reply to ``messages`` (ending with the user's turn) with ``settings``."""
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        settings: GenerationSettings,
+        *,
+        variables: dict[str, Any] | None = None,
+    ) -> None:
+        """Reply to ``messages`` (ending with the user's turn) with ``settings``; ``variables`` reach
+        the chat template (e.g. ``enable_thinking``)."""
         coalescer = _Coalescer(self.tokenReceived.emit)
         job = self.service.chat(
-            messages, settings, on_fit=self.contextPrepared.emit, on_text=coalescer.add, client=CLIENT
+            messages,
+            settings,
+            on_fit=self.contextPrepared.emit,
+            on_text=coalescer.add,
+            client=CLIENT,
+            variables=variables,
         )
         self._chat_job = job
         self._chat_stopped = False

@@ -47,6 +47,7 @@ from .model_picker import LoadProgress, ModelPicker
 from .model_session import Library, ModelSession
 from .reply_session import ReplySession
 from .resources import icon
+from .server_controller import open_server_tab, wire_server
 from .sidebar import Sidebar
 from .status_bar import StatusBar
 from .store_signals import StoreSignals
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_state()
         self.update_state()
+        self.api_server = wire_server(self)  # the local API server, when Preferences → Server says so
 
     # ------------------------------------------------------------------ building
 
@@ -382,6 +384,7 @@ class MainWindow(QMainWindow):
         dialog.exportAllRequested.connect(self.conversations.ask_export_all)
         dialog.deleteAllRequested.connect(self.conversations.delete_all)
         dialog.destroyed.connect(lambda: setattr(self, "preferences_dialog", None))
+        open_server_tab(self, dialog)
         self.preferences_dialog = dialog
         dialog.open()
         return dialog
@@ -444,6 +447,7 @@ class MainWindow(QMainWindow):
         if self.preferences_dialog is not None:
             self.preferences_dialog.close()
         self.hub.shutdown(deadline)
+        self.api_server.shutdown(timeout_s=max(0.0, deadline - time.monotonic()) / 2)
         self.controller.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
         self.store_signals.close()
         self.store.close()

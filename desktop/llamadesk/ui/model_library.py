@@ -36,16 +36,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.lab_results import RESULTS_FILE, LabResults
 from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
 from .hub_tables import short_number
 from .hub_worker import DownloadManager
+from .lab_actions import ModelLab, figures_text
 from .library_listing import UNCHECKED, LibraryListing
 from .library_table import SOURCE_TEXT, LibraryTableModel, state_text
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
+    from ..engine.service import InferenceService
     from ..hub import DownloadTask, LibraryModel, ModelLibrary
+    from .lab_compare import CompareWindow
+    from .lab_dialog import LabDialog
 
 __all__ = ["SOURCE_TEXT", "LibraryTableModel", "ModelLibraryPage", "gguf_paths", "state_text"]
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
@@ -87,6 +92,7 @@ class ModelLibraryPage(QDialog):
         downloads: DownloadManager | None = None,
         loaded_path: Callable[[], Path | None] = lambda: None,
         parent: QWidget | None = None,
+        service: InferenceService | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("modelLibrary")
@@ -100,6 +106,10 @@ class ModelLibraryPage(QDialog):
         self.listing = listing or LibraryListing(self.tasks, lambda: library, self)
         self._import_cancel = threading.Event()
         self._importing = ""
+        # The model lab runs on the window's inference service (the parent's), else on one of its own.
+        service = service or getattr(getattr(parent, "controller", None), "service", None)
+        self.lab = ModelLab(self, LabResults(library.paths.data_dir / RESULTS_FILE), service=service)
+        self.lab.measured.connect(lambda _record: self._update_buttons())
         self._build()
         self.resize(1100, 620)
         # Downloads that start, pause, fail or finish change what is listed (partial files).
@@ -156,6 +166,18 @@ class ModelLibraryPage(QDialog):
         self.resume_button = QPushButton("Resume download", self)
         self.resume_button.setObjectName("libraryResumeButton")
         self.resume_button.clicked.connect(self.resume_selected)
+        self.speed_button = QPushButton("Measure speed", self)
+        self.speed_button.setObjectName("librarySpeedButton")
+        self.speed_button.setToolTip("Prompt and generation tokens/s on this computer, like llama-bench")
+        self.speed_button.clicked.connect(self.measure_speed_selected)
+        self.quality_button = QPushButton("Measure quality…", self)
+        self.quality_button.setObjectName("libraryQualityButton")
+        self.quality_button.setToolTip("Perplexity on a text file you choose: lower is better")
+        self.quality_button.clicked.connect(self.measure_quality_selected)
+        self.compare_button = QPushButton("Compare…", self)
+        self.compare_button.setObjectName("libraryCompareButton")
+        self.compare_button.setToolTip("One prompt to several models side by side, and quantizations")
+        self.compare_button.clicked.connect(self.open_compare)
         self.details = QLabel(self)
         self.details.setObjectName("libraryDetails")
         self.details.setWordWrap(True)
@@ -181,6 +203,9 @@ class ModelLibraryPage(QDialog):
             buttons.addWidget(button)
         buttons.addWidget(self.resume_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.speed_button)
+        buttons.addWidget(self.quality_button)
+        buttons.addWidget(self.compare_button)
 
         top = QWidget(self)
         top_layout = QVBoxLayout(top)
@@ -258,6 +283,8 @@ class ModelLibraryPage(QDialog):
         removable = model is not None and model.source not in ("starter", "hf-cache")
         self.delete_button.setEnabled(removable)
         self.reveal_button.setEnabled(model is not None)
+        for button in (self.speed_button, self.quality_button):
+            button.setEnabled(model is not None and model.loadable)
         resumable = (
             model is not None
             and model.state == "partial"
@@ -288,6 +315,9 @@ class ModelLibraryPage(QDialog):
             )
         if model.message:
             facts.append(model.message)
+        measured = figures_text(self.lab.results, model.path)
+        if measured:
+            facts.append(measured)
         self.details.setText(" · ".join([str(model.path), *facts]))
 
     # -- actions -------------------------------------------------------------------------------
@@ -454,6 +484,29 @@ class ModelLibraryPage(QDialog):
         self.modelsChanged.emit()
         return True
 
+    def measure_speed_selected(self) -> LabDialog | None:
+        """Measure the chosen model's speed (a dialog shows progress, time left and Cancel)."""
+        model = self.selected()
+        return self.lab.measure_speed(Path(model.path), model.name) if model and model.loadable else None
+
+    def measure_quality_selected(self) -> LabDialog | None:
+        """Ask for a text file and measure the chosen model's perplexity on it."""
+        model = self.selected()
+        return self.lab.ask_quality(Path(model.path), model.name) if model and model.loadable else None
+
+    def open_compare(self) -> CompareWindow:
+        """The Compare window, with the chosen model ticked and its quantizations in the table."""
+        from .lab_compare import CompareWindow
+
+        lab = self.lab
+        window = CompareWindow(
+            self.models(), lab.results, service=lab.runner.service, chosen=self.selected(), parent=self
+        )
+        window.setWindowFlag(Qt.WindowType.Window)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        window.show()
+        return window
+
     def reveal_selected(self) -> None:
         """Open the folder holding the chosen model in the file manager."""
         model = self.selected()
@@ -490,6 +543,7 @@ class ModelLibraryPage(QDialog):
     def shutdown(self, timeout_s: float = 1.0) -> None:
         """At app exit: stop a running copy and give it ``timeout_s`` to remove its partial file."""
         self._import_cancel.set()  # a running copy stops within a chunk: quitting is quick
+        self.lab.shutdown()
         self.listing.stop()
         self.tasks.shutdown(timeout_s)
 

@@ -318,6 +318,9 @@ class ModelSession(QObject):
             self.reset_picker()
             return
         key = self.model_key(path)
+        # The disk budget for saved conversation states (Preferences → Storage) applies from this load on.
+        budget_mb = window.settings.app.state_disk_budget_mb
+        window.controller.service.cache.states.disk_budget = budget_mb * 1024 * 1024
         window.controller.load_model(
             path, runtime, template_override=window.settings.template_overrides.get(key)
         )

@@ -134,7 +134,7 @@ class PreferencesDialog(QDialog):
             "model": lambda form: self._model_page(form, hardware_summary),
             "appearance": self._plain_page,
             "hub": self._hub_page,
-            "storage": self._plain_page,
+            "storage": self._storage_page,
         }
         for tab, title in TABS:
             form = SettingsForm([s for s in specs if s.tab == tab], self)
@@ -217,8 +217,6 @@ class PreferencesDialog(QDialog):
         return page, column
 
     def _plain_page(self, form: SettingsForm) -> QWidget:
-        if not form.editors:
-            return self._storage_page()
         page, column = self._page(form)
         column.addStretch(1)
         return page
@@ -286,8 +284,10 @@ class PreferencesDialog(QDialog):
         column.addStretch(1)
         return page
 
-    def _storage_page(self) -> QWidget:
+    def _storage_page(self, form: SettingsForm) -> QWidget:
         page, column = self._column()
+        if form.editors:  # storage settings (e.g. the disk budget for saved conversation states)
+            column.addWidget(form)
         folder = QGroupBox("Data folder", page)
         inner = QVBoxLayout(folder)
         inner.addWidget(_help("Conversations, the model library and logs are kept here.", folder))
@@ -486,8 +486,10 @@ class PreferencesDialog(QDialog):
         presets = dict(self._result.presets)
         if self._model_key is not None:
             if self._preset_mode:
+                kept = presets.get(self._model_key)  # what Preferences doesn't edit (the Think default)
                 presets[self._model_key] = ModelPreset.model_validate(
                     {"generation": generation.model_dump(), "runtime": runtime.model_dump()}
+                    | ({"thinking": kept.thinking} if kept is not None else {})
                 )
                 generation, runtime = self._result.generation, self._result.runtime
             else:

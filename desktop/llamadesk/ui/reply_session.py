@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QInputDialog
 
 from ..chat.prompt import PromptMessages, build_messages
+from ..chat.reasoning import ReasoningSplitter, starts_in_thinking, uses_channels
 from ..chat.store import Message, StoreError, StreamingReply, reply_status
+from ..chat.templates import apply_thinking
 from ..settings import GenerationSettings, SettingsError, validated_update
 from .composer import tidy_message
 
@@ -48,10 +51,18 @@ class ReplySession(QObject):
         self._sent: _SentMessage | None = None  # the message the running reply answers, when just sent
         c = window.controller
         c.contextPrepared.connect(self._on_context_prepared)
+        # (conversation, how many of its messages were left out when the user was last told)
+        self._left_out_told: tuple[int | None, int] = (None, 0)
         c.tokenReceived.connect(self._on_token)
         c.generationFinished.connect(self._on_generation_finished)
         c.generationFailed.connect(self._on_generation_failed)
         c.promptTooLong.connect(self._on_prompt_too_long)
+        # Reasoning models: the reply's thinking is split from its answer as it streams.
+        self._splitter: ReasoningSplitter | None = None
+        self._thinking_started: float | None = None
+        self._thinking_ended: float | None = None
+        c.modelLoaded.connect(self._on_model_loaded)
+        c.modelUnloaded.connect(lambda: window.composer.set_thinking_control(""))
 
     @property
     def generating(self) -> bool:
@@ -126,6 +137,9 @@ class ReplySession(QObject):
             window.show_error(str(exc))
             return
         self._prompt = build_messages(conversation.system_prompt, path)
+        messages, variables = self._thinking_prompt(path)
+        self._splitter = None
+        self._thinking_started = self._thinking_ended = None
         self._reply = reply
         self._sent = sent
         self._reply_failed_store = False
@@ -133,8 +147,34 @@ class ReplySession(QObject):
         window.chat_view.set_excluded(set())
         window.chat_view.begin_stream(message)
         window.update_state()
-        window.controller.generate(
-            self._prompt.messages, self.generation_settings(conversation.settings_overrides)
+        settings = self.generation_settings(conversation.settings_overrides)
+        window.controller.generate(messages, settings, variables=variables or None)
+
+    def _thinking_prompt(self, path: list[Message]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The prompt's messages and template variables with the composer's thinking choice applied;
+        earlier replies' thinking goes along only where the template reads it."""
+        loaded = self.window.controller.loaded
+        if loaded is None:
+            return list(self._prompt.messages), {}
+        thinking = {m.id: m.thinking for m in path if m.thinking}
+        messages: list[dict[str, Any]] = []
+        for message, sources in zip(self._prompt.messages, self._prompt.sources, strict=True):
+            text = thinking.get(sources[0], "") if len(sources) == 1 else ""
+            messages.append({**message, "thinking": text} if text else dict(message))
+        prepared, variables = apply_thinking(
+            loaded.chat_format.template, messages, self.window.composer.thinking_choice()
+        )
+        if len(prepared) == len(messages) + 1:  # a system turn added for /think: keep indices aligned
+            self._prompt.messages.insert(0, dict(prepared[0]))
+            self._prompt.sources.insert(0, ())
+        return prepared, variables
+
+    def _on_model_loaded(self, loaded: Any) -> None:
+        """Offer the Think switch the new model's template has, set to its preset's default."""
+        window = self.window
+        preset = window.settings.presets.get(window.models.model_key(loaded.path))
+        window.composer.set_thinking_control(
+            loaded.chat_format.thinking_control, preset.thinking if preset is not None else ""
         )
 
     def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
@@ -260,29 +300,69 @@ class ReplySession(QObject):
     def _on_context_prepared(self, fit: Any) -> None:
         if not self._active:
             return
+        loaded = self.window.controller.loaded
+        self._splitter = ReasoningSplitter(
+            start_in_thinking=starts_in_thinking(fit.prompt),
+            channels=loaded is not None and uses_channels(loaded.chat_format.template),
+        )
         dropped = self._prompt.ids_of(fit.dropped)
         self.window.chat_view.set_excluded(dropped)
-        if dropped:
+        # Said when more are left out (a long chat drops its oldest turns in steps), not at every reply.
+        conversation = self.window.conversations.conversation_id
+        told = self._left_out_told if self._left_out_told[0] == conversation else (conversation, 0)
+        if len(dropped) > told[1]:
             self.window.show_info(
-                f"{len(dropped)} older message(s) did not fit in the model's context and were left out of "
-                "this reply. Start a new chat or choose a longer context in Preferences."
+                f"{len(dropped)} older message(s) did not fit in the model's context and are left out "
+                "(marked “not in context”). Start a new chat or choose a longer context in Preferences."
             )
+        self._left_out_told = (conversation, len(dropped))
 
     def _on_token(self, piece: str) -> None:
         if not self._active:
             return
+        if self._splitter is None:
+            self._splitter = ReasoningSplitter()
+        self._show_parts(self._splitter.feed(piece))
+
+    def _show_parts(self, parts: list[tuple[str, str]]) -> None:
+        """Store and show the thinking and answer text the splitter handed back."""
         assert self._reply is not None
-        try:
-            self._reply.append(piece)
-        except StoreError as exc:
-            if not self._reply_failed_store:
-                self._reply_failed_store = True
-                self.window.show_error(
-                    str(exc), "The reply is shown but may not be saved; free some disk space."
-                )
-        self.window.chat_view.append_stream(piece)
+        view = self.window.chat_view
+        for kind, text in parts:
+            try:
+                if kind == "thinking":
+                    if self._thinking_started is None:
+                        self._thinking_started = time.monotonic()
+                    self._reply.append_thinking(text)
+                else:
+                    if self._thinking_started is not None and self._thinking_ended is None:
+                        self._thinking_ended = time.monotonic()
+                    self._reply.append(text)
+            except StoreError as exc:
+                if not self._reply_failed_store:
+                    self._reply_failed_store = True
+                    self.window.show_error(
+                        str(exc), "The reply is shown but may not be saved; free some disk space."
+                    )
+            if kind == "thinking":
+                view.append_thinking(text)
+            else:
+                view.append_stream(text)
+
+    def _end_thinking(self, stats: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Split off what the reply held back and add how long the model thought to ``stats``."""
+        splitter, self._splitter = self._splitter, None
+        if splitter is None or self._reply is None:
+            return stats
+        self._show_parts(splitter.finish())
+        self._reply.set_thinking(splitter.thinking)
+        if self._thinking_started is not None:
+            ended = self._thinking_ended if self._thinking_ended is not None else time.monotonic()
+            stats = {**(stats or {}), "thinking_s": round(ended - self._thinking_started, 2)}
+        return stats
 
     def _finish_reply(self, status: str, stats: dict[str, Any] | None) -> Message | None:
+        stats = self._end_thinking(stats)
         reply, self._reply = self._reply, None
         self._sent = None
         if reply is None:
@@ -360,8 +440,9 @@ class ReplySession(QObject):
         if self._reply is None:
             return
         self.window.controller.stop()
+        stats = self._end_thinking(None)
         reply, self._reply = self._reply, None
         try:
-            reply.finish("stopped", None)
+            reply.finish("stopped", stats)
         except StoreError as exc:
             log.error("could not save the last reply: %s", exc)

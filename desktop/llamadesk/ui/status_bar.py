@@ -19,6 +19,18 @@ def gpu_layers_text(n_gpu_layers: int, block_count: int, backend: str) -> str:
     return f"{n_gpu_layers} of {block_count}" if block_count else str(n_gpu_layers)
 
 
+METER_TIP = "Tokens of the context used by the last reply (prompt + reply)"
+
+
+def left_out_text(count: int) -> str:
+    """What the context meter's tooltip adds when the oldest messages no longer fit."""
+    noun = "message" if count == 1 else "messages"
+    return (
+        f".\n{count} older {noun} no longer fit in the context: the model did not see them "
+        "(marked “not in context” in the chat)."
+    )
+
+
 class StatusBar(QStatusBar):
     """Facts about the loaded model and the last reply, always visible."""
 
@@ -31,7 +43,7 @@ class StatusBar(QStatusBar):
         self.context_meter = QProgressBar(self)
         self.context_meter.setObjectName("contextMeter")
         self.context_meter.setAccessibleName("contextMeter")
-        self.context_meter.setToolTip("Tokens of the context used by the last reply (prompt + reply)")
+        self.context_meter.setToolTip(METER_TIP)
         self.context_meter.setMaximumWidth(180)
         self.context_meter.setTextVisible(True)
         self.context_meter.setRange(0, 1)
@@ -44,6 +56,8 @@ class StatusBar(QStatusBar):
         self.reading_label.setAccessibleName("libraryStatus")
         self.reading_label.hide()
         self.addWidget(self.reading_label)
+        self.server_label = self._label("serverStatus", "")
+        self.server_label.hide()
         self.n_ctx = 0
 
     def _label(self, name: str, text: str) -> QLabel:
@@ -86,7 +100,10 @@ class StatusBar(QStatusBar):
         self.context_meter.setFormat(f"{used} / {self.n_ctx}" if self.n_ctx else "— / —")
 
     def set_stats(self, stats: dict[str, Any] | None) -> None:
-        """Show the last reply's context use and speed (``GenerationStats.to_dict()``)."""
+        """Show the last reply's context use and speed (``GenerationStats.to_dict()``), and in the
+        meter's tooltip how many older messages the model no longer saw."""
+        left_out = min(int(stat_number(stats, "left_out") or 0), 10**9) if stats else 0
+        self.context_meter.setToolTip(METER_TIP + (left_out_text(left_out) if left_out > 0 else ""))
         if not stats:
             self.speed_label.setText("")
             self.set_context(0)
@@ -107,3 +124,17 @@ class StatusBar(QStatusBar):
 
     def speed_text(self) -> str:
         return self.speed_label.text()
+
+    def set_server(self, url: str, served: int = 0, error: str = "") -> None:
+        """Show the local API server's address and requests served ("" hides it), or why it is off."""
+        if error:
+            self.server_label.setText("API server off")
+            self.server_label.setToolTip(error)
+        elif url:
+            address = url.removeprefix("http://").removesuffix("/v1")
+            self.server_label.setText(f"API {address} · {served} request{'s' if served != 1 else ''}")
+            self.server_label.setToolTip(f"The local API server: point OpenAI clients at {url}")
+        self.server_label.setVisible(bool(url or error))
+
+    def server_text(self) -> str:
+        return self.server_label.text() if not self.server_label.isHidden() else ""
