@@ -25,6 +25,9 @@ SCRIPTS = [
     ("Command line with a big library", ["bench_cli.py"]),
     ("Local API server", ["bench_api.py"]),
     ("Model lab: perplexity and speed", ["bench_lab.py"]),
+    ("Long chats: context shift and saved states", ["bench_long_chat.py", "--baseline"]),
+    ("Replies after a context shift", ["shift_agreement.py"]),
+    ("Context reuse per chat template", ["template_reuse.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
 ]
 
