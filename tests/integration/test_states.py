@@ -183,3 +183,29 @@ def test_a_damaged_state_file_is_deleted_and_the_prompt_read_again(
     second = ask(service, then(ALICE, first, FOLLOW_UPS[0]))
     assert second.stats.restored_from == "" and second.stats.cached_tokens == 0
     assert not path.exists()
+
+
+def test_of_two_states_under_one_name_the_one_that_serves_more_is_used(services: Services) -> None:
+    """Two conversations that open alike share a name: a long one whose cache has moved past its
+    opening, and a short one. The short one's next turn restores its own state, not the long one's."""
+    opening = [SYSTEM, {"role": "user", "content": "Let us talk about the sea."}]
+    first_reply = {"role": "assistant", "content": "Gladly! The sea covers most of our planet."}
+    long = [*opening, first_reply]
+    for number in range(24):
+        long += [
+            {"role": "user", "content": f"Tell me sea fact number {number}, please, in a few words."},
+            {"role": "assistant", "content": f"Sea fact {number}: waves carry energy across whole oceans."},
+        ]
+    long.append({"role": "user", "content": "And one more?"})
+    service = services()
+    assert ask(service, long).fit.dropped  # its cache no longer starts with the opening
+    service.close(30)
+    service = services()
+    short_first = ask(service, opening)  # saved, before its first reply exists, under an older name
+    service.close(30)
+    service = services()
+    short_second = ask(service, [*opening, first_reply, {"role": "user", "content": "Is it deep?"}])
+    assert short_second.stats.restored_from == "disk"
+    assert short_second.stats.cached_tokens >= common_prefix(
+        short_first.fit.prompt_tokens, short_second.fit.prompt_tokens
+    )

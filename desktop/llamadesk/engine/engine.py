@@ -29,7 +29,7 @@ from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
 from .hardware import detect_hardware, memory
 from .kv_options import GGML_TYPES, context_flash_attention, resolve_flash_attention
-from .kv_shift import apply_shift, can_shift, plan_reuse
+from .kv_shift import NO_SHIFT_ARCHITECTURES, apply_shift, can_shift, plan_reuse
 from .planner import FitPlan, gpu_layers_for_context, plan_fit
 from .states import cache_fingerprint, capture_state, restore_state
 
@@ -262,7 +262,7 @@ class Engine:
         self.n_gpu_layers = n_gpu_layers
         self.kv_cache_type, self.flash_attention = kv_type, flash
         self.fingerprint = cache_fingerprint(info.path, n_ctx=self.n_ctx, kv_cache_type=kv_type, flash=flash)
-        self._can_shift = can_shift(llm)
+        self._can_shift = can_shift(llm) and info.architecture not in NO_SHIFT_ARCHITECTURES
         self.backend = hw.backend if n_gpu_layers else "CPU"
         # What loading took from the RAM the system counts as available (weights not on the GPU,
         # KV cache, buffers); planning another model adds it back, as switching frees it.

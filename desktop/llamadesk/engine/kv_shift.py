@@ -22,9 +22,22 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MIN_MOVED", "ReusePlan", "apply_shift", "can_shift", "common_prefix", "plan_reuse"]
+__all__ = [
+    "MIN_MOVED",
+    "NO_SHIFT_ARCHITECTURES",
+    "ReusePlan",
+    "apply_shift",
+    "can_shift",
+    "common_prefix",
+    "plan_reuse",
+]
 
 MIN_MOVED = 32  # fewer matching tokens than this are not worth a shift (and may match by chance)
+# Model architectures (GGUF general.architecture) whose shifted caches read visibly worse than a
+# fresh read: they fall back to re-reading the prompt once per drop step. Measured with
+# benchmarks/shift_agreement.py: llama (SmolLM2) 91-100% teacher-forced agreement with a fresh
+# read (no history: 60-88%), gemma3 100%; none is listed.
+NO_SHIFT_ARCHITECTURES: frozenset[str] = frozenset()
 _PROBE = 8  # tokens compared at once when looking for where the kept part starts in the cache
 
 
