@@ -23,14 +23,16 @@ else
   BACKEND := $(GPU)
 endif
 
+# Every backend also builds llama.cpp's RPC backend (libggml-rpc): `llamadesk worker` and
+# `--workers` spread one model over several machines (docs/distributed.md).
 ifeq ($(BACKEND),cuda)
-  LLAMA_CMAKE_ARGS := -DGGML_CUDA=on
+  LLAMA_CMAKE_ARGS := -DGGML_CUDA=on -DGGML_RPC=on
 else ifeq ($(BACKEND),metal)
-  LLAMA_CMAKE_ARGS := -DGGML_METAL=on
+  LLAMA_CMAKE_ARGS := -DGGML_METAL=on -DGGML_RPC=on
 else ifeq ($(BACKEND),vulkan)
-  LLAMA_CMAKE_ARGS := -DGGML_VULKAN=on
+  LLAMA_CMAKE_ARGS := -DGGML_VULKAN=on -DGGML_RPC=on
 else ifeq ($(BACKEND),cpu)
-  LLAMA_CMAKE_ARGS :=
+  LLAMA_CMAKE_ARGS := -DGGML_RPC=on
 else
   $(error GPU must be one of auto, cpu, cuda, metal, vulkan (got '$(GPU)'))
 endif
@@ -80,6 +82,11 @@ $(STAMP_LLAMA): $(STAMP_VENV)
 	fi
 	$(PIP) install --force-reinstall --no-deps "$$(ls -t "$(LLAMA_WHEELS)"/llama_cpp_python-*.whl | head -n 1)"
 	$(PIP) install --quiet "$(LLAMA_SPEC)"  # its dependencies (numpy, jinja2, ...); keeps the wheel above
+	@$(PY) -c 'import glob, importlib.util, os, sys; \
+	  lib = os.path.join(os.path.dirname(importlib.util.find_spec("llama_cpp").origin), "lib"); \
+	  sys.exit(0 if glob.glob(os.path.join(lib, "*ggml-rpc*")) else \
+	  "llama-cpp-python was installed without llama.cpp RPC (no libggml-rpc in " + lib + "): " \
+	  "remove $(LLAMA_WHEELS) and run make again")'
 	touch $@
 
 $(STAMP_APP): $(STAMP_LLAMA) pyproject.toml

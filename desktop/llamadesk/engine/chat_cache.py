@@ -136,6 +136,11 @@ class ChatCache:
             stats.ttft_s += prepared.seconds
             stats.total_s += prepared.seconds
 
+    def abandon(self) -> None:
+        """The engine was abandoned (its RPC worker went away): forget what its cache held, saving nothing."""
+        self.states.abandon()
+        self.model_changed()
+
     def unloading(self, engine: Engine) -> None:
         """Before the model is freed: save the conversation in the cache."""
         self.states.unloading(engine)

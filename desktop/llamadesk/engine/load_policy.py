@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .gguf_info import GGUFInfo
 from .hardware import Hardware
-from .planner import FitPlan, estimate_memory, plan_fit
+from .planner import FitPlan, WorkerPlan, estimate_memory, plan_fit, plan_workers
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,12 @@ __all__ = [
     "LoadCheck",
     "auto_gpu_layers",
     "check_load",
+    "check_worker_load",
     "fit_label",
     "fit_warning",
     "needs_warning",
     "planning_hardware",
+    "worker_plan",
 ]
 
 WARNING_TITLE = "This model may not fit"
@@ -130,3 +133,38 @@ def auto_gpu_layers(info: GGUFInfo, hardware: Hardware, n_ctx: int) -> int | Non
     except Exception:  # the label is advice
         log.exception("planning %s failed", info.path)
         return None
+
+
+def worker_plan(
+    info: GGUFInfo,
+    hardware: Hardware,
+    workers: Sequence[tuple[str, Sequence[tuple[int, int]]]],
+    n_ctx: int = 0,
+    kv_cache_type: str = "f16",
+) -> WorkerPlan:
+    """How a load spread over RPC workers would split ``info``: ``workers`` are (address, each device's
+    (free, total) bytes) as a probe found them; this machine's GPUs come after them, as in llama.cpp."""
+    devices: list[tuple[str, int]] = []
+    for address, memories in workers:
+        for index, (free, _total) in enumerate(memories):
+            devices.append((address if index == 0 else f"{address}#{index}", free))
+    if hardware.gpu_offload:
+        devices += [(gpu.name, gpu.vram_free) for gpu in hardware.gpus]
+    return plan_workers(info, devices, n_ctx=n_ctx, kv_cache_type=kv_cache_type)
+
+
+def check_worker_load(
+    info: GGUFInfo,
+    hardware: Hardware,
+    workers: Sequence[tuple[str, Sequence[tuple[int, int]]]],
+    n_ctx: int = 0,
+    kv_cache_type: str = "f16",
+) -> tuple[WorkerPlan, FitWarning | None]:
+    """The split over probed workers (see ``worker_plan``) and, when a share won't fit, the warning
+    to ask first; the window shows ``plan.summary`` before a load with workers either way."""
+    plan = worker_plan(info, hardware, workers, n_ctx, kv_cache_type)
+    if plan.fits:
+        return plan, None
+    text = "Spread over the workers, this model may not fit: some have less free memory than their share."
+    informative = f"{plan.summary} Loading it anyway may fail or make those machines very slow."
+    return plan, FitWarning(WARNING_TITLE, text, informative, None)

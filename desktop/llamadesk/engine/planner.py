@@ -241,3 +241,102 @@ def estimate_for_size(
     return plan(
         shape_from_size(size_bytes, parameter_count), hardware, n_ctx=n_ctx, kv_cache_type=kv_cache_type
     )
+
+
+@dataclass(frozen=True)
+class DeviceShare:
+    """One device's part of a model spread over llama.cpp RPC workers (and local GPUs)."""
+
+    name: str  # a worker's HOST:PORT (with "#n" for its further devices) or a local GPU's name
+    free: int
+    first_layer: int
+    layers: int  # repeating layers; the output layer is counted in ``has_output``
+    has_output: bool
+    need: int  # bytes: its layers' weights and KV cache
+
+    @property
+    def fits(self) -> bool:
+        return self.need <= max(self.free - VRAM_RESERVE, 0)
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How llama.cpp would split a model over workers before it loads, and whether each part fits."""
+
+    shares: tuple[DeviceShare, ...]
+    local_bytes: int  # what stays on this machine: token embeddings and working buffers
+    n_ctx: int
+    summary: str
+
+    @property
+    def fits(self) -> bool:
+        return all(share.fits for share in self.shares)
+
+
+def split_layers(n_layers: int, free: list[int]) -> list[int]:
+    """Which device gets each of ``n_layers`` layers plus the output layer (index ``n_layers``).
+
+    llama.cpp's default with every layer offloaded: cut points in proportion to each device's free
+    memory, layer ``i`` going to the first device whose cumulative share exceeds ``i / (n_layers + 1)``.
+    """
+    if not free:
+        return []
+    weights = [max(value, 0) for value in free]
+    total = sum(weights) or len(weights)
+    if not sum(weights):
+        weights = [1] * len(weights)
+    cuts, running = [], 0
+    for weight in weights:
+        running += weight
+        cuts.append(running / total)
+    result = []
+    for layer in range(n_layers + 1):
+        point = layer / (n_layers + 1)
+        device = next((i for i, cut in enumerate(cuts) if cut > point), len(cuts) - 1)
+        result.append(device)
+    return result
+
+
+def plan_workers(
+    info: GGUFInfo,
+    devices: list[tuple[str, int]],
+    *,
+    n_ctx: int = 0,
+    kv_cache_type: str = "f16",
+) -> WorkerPlan:
+    """The split of ``info`` over ``devices`` ((name, free bytes), workers first as llama.cpp orders
+    them, then local GPUs) with all layers offloaded, and what each part needs."""
+    shape = with_kv_type(shape_of(info), kv_cache_type)
+    ctx = n_ctx if n_ctx > 0 else min(shape.trained_ctx, AUTO_CTX_CAP)
+    est = estimate(shape, ctx)
+    layer_weight = shape.weights / (shape.n_layers + 1)
+    layer_kv = shape.kv_bytes_per_token / shape.n_layers * ctx
+    owners = split_layers(shape.n_layers, [free for _name, free in devices])
+    shares = []
+    for index, (name, free) in enumerate(devices):
+        mine = [layer for layer, owner in enumerate(owners) if owner == index]
+        repeating = [layer for layer in mine if layer < shape.n_layers]
+        has_output = shape.n_layers in mine
+        need = int(len(repeating) * (layer_weight + layer_kv) + (layer_weight if has_output else 0))
+        first = repeating[0] if repeating else 0
+        shares.append(DeviceShare(name, free, first, len(repeating), has_output, need))
+    local = int(layer_weight + est.overhead)
+    parts = []
+    for share in shares:
+        if share.layers:
+            span = (
+                f"layer {share.first_layer}"
+                if share.layers == 1
+                else (f"layers {share.first_layer}–{share.first_layer + share.layers - 1}")
+            )
+        else:
+            span = "no layers"
+        if share.has_output:
+            span += " + output"
+        verdict = "" if share.fits else ", too little free"
+        parts.append(f"{span} on {share.name} (needs {_gib(share.need)}, {_gib(share.free)} free{verdict})")
+    summary = (
+        f"At {ctx:,} tokens of context: " + "; ".join(parts) + f"; this machine keeps the embeddings "
+        f"and working buffers (about {_gib(local)})."
+    )
+    return WorkerPlan(tuple(shares), local, ctx, summary)

@@ -492,6 +492,11 @@ class ConversationStates:
         if captured is not None:
             self.store.put(live, *captured)
 
+    def abandon(self) -> None:
+        """The engine's cache can no longer be read (its RPC worker went away): no conversation is live,
+        and nothing is saved from it; the states already saved stay."""
+        self._live, self._dirty = None, False
+
     def unloading(self, engine: Engine) -> None:
         """Before the model is freed: save the live state and let go of the ones in memory."""
         self.park(engine)

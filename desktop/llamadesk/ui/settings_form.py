@@ -70,6 +70,7 @@ class FieldSpec:
     slider: bool = False
     required: bool = False
     hidden: bool = False
+    placeholder: str = ""  # shown in an empty editor (a "lines" field without one shows the stop-string hint)
 
     @property
     def key(self) -> str:
@@ -117,6 +118,7 @@ def field_specs(model: type[BaseModel], section: str, default_tab: str) -> list[
                 slider=widget == "slider",
                 required=bool(prop.get("required", False)),
                 hidden=bool(prop.get("hidden", False)),
+                placeholder=str(prop.get("placeholder", "")),
             )
         )
     return specs
@@ -359,7 +361,7 @@ class FieldEditor:
             edit.setTabChangesFocus(True)
             edit.setFixedHeight(edit.fontMetrics().lineSpacing() * (3 if spec.kind == "lines" else 4) + 14)
             if spec.kind == "lines":
-                edit.setPlaceholderText("One per line, e.g. ### User:   (\\n = new line)")
+                edit.setPlaceholderText(spec.placeholder or "One per line, e.g. ### User:   (\\n = new line)")
             widget = edit
             line.addWidget(widget)
         elif spec.kind == "folder":
