@@ -8,6 +8,8 @@ The rule, applied to the branch the user is on (root to the message being answer
   user, cut short by a crash, or failed partway): the user saw that text and the next question
   may refer to it;
 - a reply with no text (failed before its first token, or still being written) is left out;
+- a user message sent with documents (``contexts``) is sent with that exact context text before
+  it, on every turn, so the rendered prompt of a follow-up starts with the tokens already cached;
 - two user messages left next to each other by such a gap are sent as one turn, joined by a
   blank line, so templates that require user and assistant turns to alternate still render.
 
@@ -17,7 +19,7 @@ the reply.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,16 +61,23 @@ def build_messages(
     path: Iterable[_MessageLike],
     *,
     new_user_message: str | None = None,
+    contexts: Mapping[int, str] | None = None,
 ) -> PromptMessages:
     """The messages to send for ``path`` (a branch, oldest first), by the rule in the module docstring.
 
-    ``new_user_message`` appends a user turn that is not stored yet (a one-off CLI question).
+    ``new_user_message`` appends a user turn that is not stored yet (a one-off CLI question);
+    ``contexts`` maps a user message's id to the documents context stored with it (sent first).
     """
     result = PromptMessages()
     if system_prompt and system_prompt.strip():
         result.messages.append({"role": "system", "content": system_prompt})
         result.sources.append(())
-    pending: list[tuple[str, str, int | None]] = [(m.role, m.content, m.id) for m in path if _sent(m)]
+    added = contexts or {}
+    pending: list[tuple[str, str, int | None]] = [
+        (m.role, f"{added[m.id]}\n\n{m.content}" if m.role == "user" and added.get(m.id) else m.content, m.id)
+        for m in path
+        if _sent(m)
+    ]
     if new_user_message is not None:
         pending.append(("user", new_user_message, None))
     for role, content, message_id in pending:

@@ -8,20 +8,27 @@ when the user scrolls to the top (or presses "Show earlier messages"), keeping t
 While a reply streams, only its card is re-rendered, at most once per throttle interval, so the work
 per token is O(1) and a whole-message render happens a few times a second regardless of token rate.
 
+A reply to a question sent with documents carries that question's numbered sources (read through
+``sources_provider``); its ``[n]`` citations and "Sources" line open the passage (``open_citation``).
+
 The card lives in :mod:`llamadesk.ui.message_widget`, its body and the streaming renderer in
 :mod:`llamadesk.ui.message_body`; this module holds the list of cards, scrolling and the stream throttle.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QTextDocument
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
+from llamadesk.chat.sources import cited_claim
+from llamadesk.chat.store import MessageSources, StoreError
 from llamadesk.ui import markdown
+from llamadesk.ui.citations import PassageDialog
 from llamadesk.ui.message_widget import (
     INTERRUPTED_TEXT,
     NOT_IN_CONTEXT,
@@ -31,6 +38,8 @@ from llamadesk.ui.message_widget import (
     format_stats,
     status_text,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BATCH_CARDS",
@@ -72,6 +81,7 @@ QFrame#bubble[role="user"] {{ background: {bubble}; border-radius: 16px; }}
 #chatView QLabel#messageStats, #chatView QLabel#branchLabel {{ color: {muted}; font-size: 11px; }}
 #chatView QLabel#notInContext {{ color: {muted}; border: 1px solid {muted}; border-radius: 7px;
     padding: 0px 6px; font-size: 10px; }}
+#chatView QLabel#messageSources {{ color: {muted}; font-size: 12px; }}
 #chatView QLabel#messageStatus {{ color: {warn}; font-size: 12px; }}
 #chatView QLabel#messageStatus[status="failed"] {{ color: {error}; }}
 #chatView QLabel#messageStatus[status="streaming"] {{ color: {muted}; }}
@@ -92,11 +102,13 @@ class ChatView(QWidget):
         editRequested(int): the user wants to edit this user message.
         regenerateRequested(int): the user wants a new version of this (last) assistant reply.
         branchStepRequested(int, int): show the previous (-1) or next (+1) version of this message.
+        citationOpened(int, int): the passage of source N of this reply was opened.
     """
 
     editRequested = Signal(int)
     regenerateRequested = Signal(int)
     branchStepRequested = Signal(int, int)
+    citationOpened = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -113,6 +125,9 @@ class ChatView(QWidget):
         self._follow = True
         self._anchor_from_bottom: int | None = None
         self._programmatic = False
+        # Reads the stored sources of user messages (by id); set by the window, None shows no sources.
+        self.sources_provider: Callable[[Iterable[int]], Mapping[int, MessageSources]] | None = None
+        self.passage_dialog: PassageDialog | None = None
 
         self._scroll = QScrollArea(self)
         self._scroll.setObjectName("chatScroll")
@@ -156,6 +171,7 @@ class ChatView(QWidget):
     def set_messages(self, messages: Sequence[MessageLike]) -> None:
         """Show the active branch (root..leaf); system messages are skipped; only the newest are built."""
         items = [MessageItem.from_message(m) for m in messages if m.role != "system"]
+        self._attach_sources(items)
         same_conversation = bool(items and self._items) and (
             items[0].conversation_id == self._items[0].conversation_id
         )
@@ -192,6 +208,45 @@ class ChatView(QWidget):
         self._refresh_regenerate()
         self._load_button.setVisible(self._first > 0)
 
+    def _attach_sources(self, items: list[MessageItem]) -> None:
+        """Give each reply the sources of the question before it (the branch runs root to leaf)."""
+        found = self._sources_of([i.id for i in items if i.role == "user"])
+        if not found:
+            return
+        question: MessageItem | None = None
+        for item in items:
+            if item.role == "user":
+                question = item
+            elif item.role == "assistant" and question is not None and question.id in found:
+                item.sources = found[question.id].sources
+
+    def _sources_of(self, message_ids: list[int]) -> Mapping[int, MessageSources]:
+        """The stored sources of these questions; none when there is no provider or the store fails
+        (the transcript is still shown, without its sources)."""
+        if self.sources_provider is None or not message_ids:
+            return {}
+        try:
+            return self.sources_provider(message_ids)
+        except StoreError as exc:
+            log.warning("could not read the sources of the shown messages: %s", exc)
+            return {}
+
+    def open_citation(self, message_id: int, number: int) -> PassageDialog | None:
+        """Open the passage of source ``number`` of the reply ``message_id`` (None when it has none)."""
+        item = next((i for i in self._items if i.id == message_id), None)
+        source = next((s for s in item.sources if s.number == number), None) if item else None
+        if source is None:
+            return None
+        if self.passage_dialog is not None:
+            self.passage_dialog.close()
+        claim = cited_claim(item.content, number) if item is not None else ""
+        dialog = PassageDialog(source, self, claim=claim, dark=self.dark)
+        self.passage_dialog = dialog
+        dialog.finished.connect(lambda _result: setattr(self, "passage_dialog", None))
+        dialog.show()
+        self.citationOpened.emit(message_id, number)
+        return dialog
+
     def set_excluded(self, message_ids: set[int]) -> None:
         """Grey out and label the messages that were left out of the model's context window."""
         self._excluded = set(message_ids)
@@ -203,6 +258,10 @@ class ChatView(QWidget):
         self._stop_stream()
         item = MessageItem.from_message(message)
         item.status = "streaming"
+        question = next((i for i in reversed(self._items) if i.role == "user"), None)
+        if question is not None:
+            found = self._sources_of([question.id]).get(question.id)
+            item.sources = found.sources if found is not None else ()
         self._stream_item = item
         self._stream_parts = [item.content] if item.content else []
         self._items.append(item)
@@ -234,6 +293,9 @@ class ChatView(QWidget):
     def end_stream(self, message: MessageLike) -> None:
         """Show the final content, status and stats of a reply (normally the one being streamed)."""
         final = MessageItem.from_message(message)
+        shown = next((i for i in reversed(self._items) if i.id == final.id), None)
+        if shown is not None:
+            final.sources = shown.sources
         if self._stream_item is not None and self._stream_item.id == final.id:
             # No partial flush: the card is about to get its one exact render of the final text.
             self._stream_timer.stop()

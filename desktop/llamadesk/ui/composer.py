@@ -3,17 +3,23 @@
 Enter sends, Shift+Enter starts a new line, Esc stops. Send and Stop are never both enabled. For a
 reasoning model whose template can switch thinking, a "Think" toggle (or, for gpt-oss, a reasoning
 effort) chooses whether the next reply thinks first; it is hidden for every other model.
+
+"Documents" chooses the collections the chat searches before each answer; "Attach" (or files dropped
+on the box) hands files to the window, which puts a small text file into the message whole and
+indexes anything else into a collection for the chat.
 """
 
 from __future__ import annotations
 
 import re
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
@@ -28,6 +34,16 @@ from .resources import icon
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
 
 
+def dropped_files(mime: QMimeData) -> list[str]:
+    """Local files (not models: a .gguf dropped goes to the model library) carried by a drag."""
+    if not mime.hasUrls():
+        return []
+    paths = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+    if not paths or any(p.lower().endswith(".gguf") for p in paths):
+        return []
+    return paths
+
+
 def tidy_message(text: str) -> str:
     """A message as sent: blank lines around it dropped, the first line's indentation kept
     (pasted code or a Markdown code block starts indented)."""
@@ -39,6 +55,27 @@ class _Editor(QPlainTextEdit):
 
     submitted = Signal()
     escapePressed = Signal()
+    filesDropped = Signal(list)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = dropped_files(event.mimeData())
+        if files:
+            event.acceptProposedAction()
+            self.filesDropped.emit(files)
+        else:
+            super().dropEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
@@ -63,6 +100,9 @@ class Composer(QWidget):
         regenerateRequested: write the last reply again.
         draftChanged: the text changed (the window saves drafts).
         thinkingChanged(str): the user switched thinking ("on", "off", or an effort: "low"...).
+        filesAttached(list): files to attach to the message (paths, from Attach or a drop).
+        collectionToggled(str, bool): the user chose (True) or dropped a collection for this chat.
+        documentsRequested: the user asked for the Documents panel.
     """
 
     sendRequested = Signal(str)
@@ -70,6 +110,9 @@ class Composer(QWidget):
     regenerateRequested = Signal()
     draftChanged = Signal()
     thinkingChanged = Signal(str)
+    filesAttached = Signal(list)
+    collectionToggled = Signal(str, bool)
+    documentsRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -117,6 +160,25 @@ class Composer(QWidget):
             lambda _index: self.thinkingChanged.emit(str(self.effort_combo.currentData()))
         )
         self.effort_combo.hide()
+        self.editor.filesDropped.connect(self.filesAttached)
+        self.attach_button = QToolButton(self)
+        self.attach_button.setObjectName("attachButton")
+        self.attach_button.setText("Attach")
+        self.attach_button.setAccessibleName("Attach files")
+        self.attach_button.setToolTip(
+            "Attach files: a small text file goes into the message, others are indexed"
+        )
+        self.attach_button.clicked.connect(self.ask_attach)
+        self.documents_button = QToolButton(self)
+        self.documents_button.setObjectName("documentsButton")
+        self.documents_button.setAccessibleName("Documents this chat searches")
+        self.documents_button.setToolTip("Collections this chat searches before each answer")
+        self.documents_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.documents_menu = QMenu(self.documents_button)
+        self.documents_button.setMenu(self.documents_menu)
+        self._collections: list[str] = []
+        self._chosen: list[str] = []
+        self.set_documents([], [])
 
         buttons = QVBoxLayout()
         buttons.setSpacing(4)
@@ -126,6 +188,11 @@ class Composer(QWidget):
         buttons.addWidget(self.think_button)
         buttons.addWidget(self.effort_combo)
         buttons.addStretch(1)
+        tools = QHBoxLayout()
+        tools.setSpacing(2)
+        tools.addWidget(self.attach_button)
+        tools.addWidget(self.documents_button)
+        buttons.addLayout(tools)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
         layout.addWidget(self.editor, 1)
@@ -186,6 +253,46 @@ class Composer(QWidget):
         if self._thinking_control == "effort":
             return str(self.effort_combo.currentData())
         return ""
+
+    def set_documents(self, collections: list[str], chosen: list[str]) -> None:
+        """Offer ``collections`` in the Documents menu, ``chosen`` ticked (the ones this chat searches)."""
+        self._collections = list(collections)
+        self._chosen = [name for name in chosen]
+        menu = self.documents_menu
+        menu.clear()
+        for name in self._collections:
+            action = QAction(name, menu)
+            action.setCheckable(True)
+            action.setChecked(name in self._chosen)
+            action.toggled.connect(lambda on, n=name: self.collectionToggled.emit(n, on))
+            menu.addAction(action)
+        if self._collections:
+            menu.addSeparator()
+        manage = QAction("Manage documents…", menu)
+        manage.triggered.connect(self.documentsRequested)
+        menu.addAction(manage)
+        count = len(self._chosen)
+        self.documents_button.setText(f"Docs: {count}" if count else "Docs")
+        self.documents_button.setToolTip(
+            "This chat searches: " + ", ".join(self._chosen)
+            if count
+            else "Collections this chat searches before each answer (none)"
+        )
+
+    def chosen_documents(self) -> list[str]:
+        """The collections ticked in the Documents menu."""
+        return list(self._chosen)
+
+    def ask_attach(self) -> None:
+        """Choose files to attach to the message."""
+        paths, _filter = QFileDialog.getOpenFileNames(self, "Attach files")
+        if paths:
+            self.filesAttached.emit(list(paths))
+
+    def insert_text(self, text: str) -> None:
+        """Add ``text`` (an attached file) at the end of the message, after a blank line."""
+        current = self.editor.toPlainText()
+        self.set_text(f"{current.rstrip()}\n\n{text}" if current.strip() else text)
 
     def set_can_regenerate(self, can: bool) -> None:
         self._can_regenerate = can

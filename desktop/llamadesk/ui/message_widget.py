@@ -3,7 +3,9 @@
 A card shows the role, a reasoning model's thinking (collapsed), the rendered Markdown body (in a bubble
 for the user's messages), the status and stats lines of a reply and the per-message actions (copy, edit,
 regenerate, switch version). Widgets most messages never need (thinking block, version switcher,
-"not in context" tag) are built on demand. Copy copies the answer only, never the thinking.
+"not in context" tag, "Sources" line) are built on demand. Copy copies the answer only, never the thinking.
+A reply to a question sent with documents shows its ``[n]`` citations as links and a "Sources" line;
+both open the cited passage (``ChatView.open_citation``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from llamadesk.chat.records import stat_number
+from llamadesk.chat.sources import link_citations
+from llamadesk.chat.store import SourceRef
 from llamadesk.ui import markdown
+from llamadesk.ui.citations import cite_number, sources_html
 from llamadesk.ui.markdown import COPY_CODE_SCHEME, code_block_index, document_stylesheet
 from llamadesk.ui.message_body import MessageBody, StreamingRender, ThinkingBlock, strip_newline
 
@@ -74,6 +79,7 @@ class MessageItem:
     sibling_index: int
     sibling_count: int
     thinking: str = ""
+    sources: tuple[SourceRef, ...] = ()  # a reply's: the numbered sources its question was sent with
 
     @classmethod
     def from_message(cls, m: MessageLike) -> MessageItem:
@@ -188,6 +194,7 @@ class MessageCard(QFrame):
         else:
             col.addWidget(self.bubble)
 
+        self.sources_label: QLabel | None = None  # built when the reply has sources
         self.status_label: QLabel | None = None
         self.stats_label: QLabel | None = None
         if not is_user:
@@ -228,6 +235,7 @@ class MessageCard(QFrame):
         self.render_body()
         self._update_meta()
         self._update_thinking()
+        self._update_sources()
 
     def _action(self, text: str, accessible: str, slot: Any) -> QToolButton:
         button = QToolButton(self._column)
@@ -243,8 +251,11 @@ class MessageCard(QFrame):
     def render_body(self) -> None:
         """Render the whole message body from its Markdown (O(message size): never per streamed token)."""
         self._end_incremental()
+        content = self.item.content
+        if self.item.sources and self.item.role == "assistant":
+            content = link_citations(content, [source.number for source in self.item.sources])
         rendered = markdown.render_markdown(
-            self.item.content, dark=self._view.dark, code_font=self._view.code_font, breaks=True
+            content, dark=self._view.dark, code_font=self._view.code_font, breaks=True
         )
         self.code_blocks = tuple(strip_newline(b) for b in rendered.code_blocks)
         self.body.set_html(rendered.html, document_stylesheet(self._view.dark), self.item.role == "user")
@@ -309,12 +320,31 @@ class MessageCard(QFrame):
 
     def set_item(self, item: MessageItem) -> None:
         """Show a new version of the message; the body is re-rendered only when its text changed."""
-        content_changed = item.content != self.item.content
+        content_changed = item.content != self.item.content or item.sources != self.item.sources
         self.item = item
         if content_changed or self._stream is not None:
             self.render_body()
         self._update_meta()
         self._update_thinking()
+        self._update_sources()
+
+    def _update_sources(self) -> None:
+        """The "Sources" line under a reply whose question was sent with documents."""
+        item = self.item
+        if item.role != "assistant" or (not item.sources and self.sources_label is None):
+            return
+        if self.sources_label is None:
+            self.sources_label = QLabel(self._column)
+            self.sources_label.setObjectName("messageSources")
+            self.sources_label.setWordWrap(True)
+            self.sources_label.setTextFormat(Qt.TextFormat.RichText)
+            self.sources_label.setAccessibleName("Sources")
+            self.sources_label.linkActivated.connect(lambda link: self._on_anchor(QUrl(link)))
+            column = self._column.layout()
+            assert isinstance(column, QVBoxLayout)
+            column.insertWidget(column.indexOf(self.bubble) + 1, self.sources_label)
+        self.sources_label.setText(sources_html(item.sources) if item.sources else "")
+        self.sources_label.setVisible(bool(item.sources) and item.status != "streaming")
 
     def _update_meta(self) -> None:
         item = self.item
@@ -384,6 +414,8 @@ class MessageCard(QFrame):
         block = self.thinking_block
         if block is not None and block.isVisibleTo(self):
             lines[:0] = [block.label().strip(), *([block.text()] if block.expanded else [])]
+        if self.sources_label is not None and self.sources_label.isVisibleTo(self):
+            lines.append("Sources: " + " · ".join(f"[{s.number}] {s.label()}" for s in self.item.sources))
         lines += [label.text() for label in (self.status_label, self.stats_label) if label and label.text()]
         return "\n".join(lines)
 
@@ -410,7 +442,10 @@ class MessageCard(QFrame):
         QTimer.singleShot(1200, button, lambda: button.setText("Copy"))
 
     def _on_anchor(self, url: QUrl) -> None:
-        if url.scheme() == COPY_CODE_SCHEME:
+        number = cite_number(url)
+        if number is not None:
+            self._view.open_citation(self.item.id, number)
+        elif url.scheme() == COPY_CODE_SCHEME:
             index = code_block_index(url.path())
             if 0 <= index < len(self.code_blocks):
                 QGuiApplication.clipboard().setText(self.code_blocks[index])

@@ -2,7 +2,9 @@
 
 Part of the main window: it holds the window and reaches the other parts through it. The
 messages sent to the model come from :func:`llamadesk.chat.prompt.build_messages`, the one
-rule every front end uses.
+rule every front end uses. A question in a chat that searches documents is answered in two steps:
+its collections are searched off the GUI thread (``window.documents``), the context found is stored
+with the question, and every turn sends each question with the context stored for it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QInputDialog
 
-from ..chat.prompt import PromptMessages, build_messages
+from ..chat.prompt import PromptMessages, build_messages, reply_reserve
 from ..chat.reasoning import ReasoningSplitter, starts_in_thinking, uses_channels
-from ..chat.store import Message, StoreError, StreamingReply, reply_status
+from ..chat.store import Message, MessageSources, StoreError, StreamingReply, reply_status
 from ..chat.templates import apply_thinking
+from ..errors import LlamaDeskError
 from ..settings import GenerationSettings, SettingsError, validated_update
 from .composer import tidy_message
 
@@ -49,6 +52,7 @@ class ReplySession(QObject):
         self._prompt = PromptMessages()
         self._reply_failed_store = False
         self._sent: _SentMessage | None = None  # the message the running reply answers, when just sent
+        self._searching: int | None = None  # the question whose documents are being searched
         c = window.controller
         c.contextPrepared.connect(self._on_context_prepared)
         # (conversation, how many of its messages were left out when the user was last told)
@@ -66,7 +70,8 @@ class ReplySession(QObject):
 
     @property
     def generating(self) -> bool:
-        return self._reply is not None
+        """A reply is being written, or its question's documents searched."""
+        return self._reply is not None or self._searching is not None
 
     @property
     def _active(self) -> bool:
@@ -115,20 +120,34 @@ class ReplySession(QObject):
         except StoreError as exc:
             window.show_error(str(exc), "Your message is still in the box.")
             return
+        if created:
+            window.documents.link_pending(conversation.id)
         window.composer.clear()
         conversations.save_draft()
         window.sidebar.select(conversation.id)
         self._start_reply(user.id, sent=_SentMessage(text, user.id, created))
 
-    def _start_reply(self, parent_id: int, *, sent: _SentMessage | None = None) -> None:
+    def _start_reply(
+        self, parent_id: int, *, sent: _SentMessage | None = None, searched: bool = False
+    ) -> None:
         """Generate a reply to the message ``parent_id`` on the open branch; ``sent`` is the
-        message just sent from the composer, given back if it is too long."""
+        message just sent from the composer, given back if it is too long. A question in a chat with
+        documents is searched first (``searched``: that is done)."""
         window = self.window
         conversation_id = window.conversations.conversation_id
         assert conversation_id is not None
+        if not searched and self._search_documents(conversation_id, parent_id, sent):
+            return
         try:
             conversation = window.store.get_conversation(conversation_id)
             path = window.store.path_to(parent_id)
+            contexts = {
+                message_id: found.context
+                for message_id, found in window.store.message_sources(
+                    [m.id for m in path if m.role == "user"]
+                ).items()
+                if found.context
+            }
             reply = window.store.stream_reply(
                 conversation_id, parent_id=parent_id, model=window.models.model_name()
             )
@@ -136,7 +155,7 @@ class ReplySession(QObject):
         except StoreError as exc:
             window.show_error(str(exc))
             return
-        self._prompt = build_messages(conversation.system_prompt, path)
+        self._prompt = build_messages(conversation.system_prompt, path, contexts=contexts)
         messages, variables = self._thinking_prompt(path)
         self._splitter = None
         self._thinking_started = self._thinking_ended = None
@@ -149,6 +168,56 @@ class ReplySession(QObject):
         window.update_state()
         settings = self.generation_settings(conversation.settings_overrides)
         window.controller.generate(messages, settings, variables=variables or None)
+
+    def _search_documents(self, conversation_id: int, parent_id: int, sent: _SentMessage | None) -> bool:
+        """Search the chat's collections for the question ``parent_id`` when it has not been searched
+        yet; True when a search started (the reply starts when it ends)."""
+        window = self.window
+        loaded = window.controller.loaded
+        try:
+            names = window.store.conversation_collections(conversation_id)
+            if not names or loaded is None:
+                return False
+            question = window.store.get_message(parent_id)
+            if question.role != "user" or window.store.message_sources([parent_id]):
+                return False  # answered from the context stored with it: the same prompt as before
+            overrides = window.store.get_conversation(conversation_id).settings_overrides
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return False
+        settings = self.generation_settings(overrides)
+        self._searching = parent_id
+        window.status.showMessage("Searching documents…", 5000)
+        window.update_state()
+
+        def proceed(sources: MessageSources | None) -> None:
+            if self._searching != parent_id or window.closed:
+                return
+            self._searching = None
+            try:
+                if sources is not None:  # kept even when empty: a new version is asked the same way
+                    window.store.set_message_sources(parent_id, sources)
+            except StoreError as exc:
+                window.show_error(str(exc), "The question is answered without its documents.")
+            if window.conversations.conversation_id == conversation_id:
+                self._start_reply(parent_id, sent=sent, searched=True)
+            window.update_state()
+
+        def failed(error: LlamaDeskError) -> None:
+            window.show_error(
+                f"The documents could not be searched: {error}", "The question is answered without them."
+            )
+            proceed(None)
+
+        window.documents.retrieve(
+            names,
+            question.content,
+            n_ctx=loaded.n_ctx,
+            reply_tokens=reply_reserve(loaded.n_ctx, settings.max_tokens),
+            done=proceed,
+            failed=failed,
+        )
+        return True
 
     def _thinking_prompt(self, path: list[Message]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The prompt's messages and template variables with the composer's thinking choice applied;
@@ -196,7 +265,11 @@ class ReplySession(QObject):
     def stop(self) -> None:
         """Stop the reply being written (it is kept as "stopped", even when it had not begun), or
         cancel a model load."""
-        if self.generating:
+        if self._searching is not None:
+            self._searching = None
+            self.window.documents.cancel_retrieval()
+            self.window.update_state()
+        elif self.generating:
             self.window.controller.stop()
         elif self.window.models.loading:
             self.window.models.cancel_load()

@@ -3,7 +3,8 @@
 Every message is committed the moment it exists and a streaming reply at least once a second;
 listeners (``ConversationStore.subscribe``) hear about every committed change. The modules:
 ``database`` (opening, damage, transactions, listeners), ``conversations`` (the operations),
-``tree`` (walking branches), ``search``, ``streaming``, ``importing``, ``salvage``, ``schema``.
+``tree`` (walking branches), ``documents`` (collections a chat uses, a question's sources),
+``search``, ``streaming``, ``importing``, ``salvage``, ``schema``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..records import (
     reply_status,
 )
 from .conversations import ConversationStore
+from .documents import MessageSources, SourceRef
 from .errors import StoreError
 from .events import StoreEvent
 from .importing import (
@@ -51,7 +53,9 @@ __all__ = [
     "Conversation",
     "ConversationStore",
     "Message",
+    "MessageSources",
     "SearchHit",
+    "SourceRef",
     "StoreError",
     "StoreEvent",
     "StreamingReply",

@@ -14,7 +14,7 @@ from typing import Any
 from .. import export as _export
 from ..records import ROLES, STATUSES, Conversation, Message, clean_text, clean_title, make_title
 from . import tree
-from .database import Database
+from .documents import DocumentLinks
 from .errors import MAX_INTEGER, StoreError, check_count, check_id
 from .importing import read_import_file, write_import
 from .schema import (
@@ -34,8 +34,9 @@ _VISIBLE = "c.importing = 0"  # a conversation being imported is not listed unti
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # no text holds one: searching for it can't find anything
 
 
-class ConversationStore(Database):
-    """All conversations, in one SQLite file (see ``Database`` for opening, damage and listeners).
+class ConversationStore(DocumentLinks):
+    """All conversations, in one SQLite file (see ``Database`` for opening, damage and listeners;
+    ``DocumentLinks`` for the documents a chat uses).
 
     A message names its parent explicitly (None for the first message of a conversation or of a
     new first-message version); the new message becomes the shown leaf.

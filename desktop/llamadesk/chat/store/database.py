@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ...sqlite_wal import use_wal
 from .errors import SQLITE_BUSY, SQLITE_LOCKED, Damaged, StoreError, describe, error_code, is_damage
 from .events import Listener, Listeners
 from .salvage import salvage
@@ -132,6 +133,9 @@ class Database:
                 if error_code(exc) not in (SQLITE_BUSY, SQLITE_LOCKED):
                     raise
                 alone = False
+            # Another store may be in the middle of the same exclusive test: wait for the shared lock
+            # rather than take "busy" for "no one else is here" (which would recover its live replies).
+            conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("BEGIN")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the shared lock
         except sqlite3.Error as exc:  # a read-only folder, say: behave as if alone
@@ -197,7 +201,7 @@ class Database:
             raise StoreError(describe(exc, f"open {self.path}")) from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = use_wal(conn, wait_s=5.0)
             if mode != "wal":
                 log.warning("the conversation database is in %s mode, not WAL", mode)
             conn.execute("PRAGMA synchronous = NORMAL")

@@ -142,12 +142,38 @@ def _migrate_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
 
 
+def _migrate_to_v5(conn: sqlite3.Connection) -> None:
+    """Documents in chats: the collections a conversation uses, and the sources a question was sent with.
+
+    ``message_sources.context`` is the exact text put before the question in the prompt: later turns
+    send it again byte for byte, so a follow-up reuses the cached prompt instead of re-reading it.
+    """
+    _run(
+        conn,
+        [
+            """CREATE TABLE conversation_collections (
+                conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                position INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (conversation_id, name)
+            )""",
+            "CREATE INDEX conversation_collections_by_name ON conversation_collections(name)",
+            """CREATE TABLE message_sources (
+                message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+                context TEXT NOT NULL DEFAULT '',
+                sources_json TEXT NOT NULL DEFAULT '[]'
+            )""",
+        ],
+    )
+
+
 # MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version).
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_to_v1,
     _migrate_to_v2,
     _migrate_to_v3,
     _migrate_to_v4,
+    _migrate_to_v5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
