@@ -264,8 +264,9 @@ def test_the_openai_client_sees_errors_as_its_own_exceptions(client: openai.Open
     with pytest.raises(openai.NotFoundError) as missing:
         chat(client, "no-such-model", "Hi", max_tokens=2)
     assert model_id in str(missing.value)
-    with pytest.raises(openai.BadRequestError):
-        chat(client, model_id, "Hi", max_tokens=2, frequency_penalty=0.5)
+    with pytest.raises(openai.BadRequestError) as out_of_range:
+        chat(client, model_id, "Hi", max_tokens=2, frequency_penalty=2.5)
+    assert "frequency_penalty" in str(out_of_range.value)
     assert chat(client, model_id, "Hi", max_tokens=2).choices[0].message.content is not None
 
 
@@ -429,3 +430,65 @@ def test_a_conversation_with_a_tool_result_is_answered(client: openai.OpenAI, mo
     said = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     called = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
     assert said or called
+
+
+DAYS = "List the days of the week, one per line."
+GREEDY: dict[str, Any] = {"max_tokens": 40, "temperature": 0, "extra_body": {"repeat_penalty": 1.0}}
+
+
+def test_frequency_and_presence_penalties_reach_the_sampler(client: openai.OpenAI, model_id: str) -> None:
+    plain = chat(client, model_id, DAYS, **GREEDY).choices[0].message.content
+    # Accepted, and 0 is "off": the same greedy reply as leaving them out.
+    zero = chat(client, model_id, DAYS, frequency_penalty=0, presence_penalty=0, **GREEDY)
+    assert zero.choices[0].message.content == plain
+    # A greedy list of days repeats itself; penalising repeats changes what comes out.
+    penalised = chat(client, model_id, DAYS, frequency_penalty=1.5, **GREEDY).choices[0].message.content
+    assert penalised and penalised != plain
+    present = chat(client, model_id, DAYS, presence_penalty=-2.0, frequency_penalty=-2.0, **GREEDY)
+    assert present.choices[0].message.content != plain
+    stream = chat(client, model_id, DAYS, frequency_penalty=1.5, stream=True, **GREEDY)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == penalised
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat(client, model_id, DAYS, presence_penalty=-2.5, **GREEDY)
+    assert "presence_penalty" in str(refused.value)
+    raw_options: dict[str, Any] = {"prompt": "Monday, Tuesday,", "max_tokens": 24, "temperature": 0}
+    plain_raw = client.completions.create(model=model_id, **raw_options).choices[0].text
+    penalised_raw = client.completions.create(model=model_id, frequency_penalty=2.0, **raw_options)
+    assert penalised_raw.choices[0].text != plain_raw
+
+
+def test_a_model_that_does_not_think_sends_no_reasoning_content(client: openai.OpenAI, model_id: str) -> None:
+    reply = chat(client, model_id, "Name three colours.", max_tokens=12, seed=3)
+    message = reply.choices[0].message
+    assert message.content and "reasoning_content" not in (message.model_extra or {})
+    chunks = list(chat(client, model_id, "Name three colours.", max_tokens=12, seed=3, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not any("reasoning_content" in (d.model_extra or {}) for d in deltas)
+    assert "".join(d.content or "" for d in deltas) == message.content
+
+
+def _number_format(low: int, high: int) -> Any:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": low, "maximum": high}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "number", "schema": schema}}
+
+
+def test_a_json_schema_reply_out_of_range_is_an_error_not_silently_invalid(
+    client: openai.OpenAI, model_id: str
+) -> None:
+    # No integer is >= 2 and <= 1: whatever the model writes, the range check must catch it.
+    options: dict[str, Any] = {"response_format": _number_format(2, 1), "max_tokens": 40, "seed": 1}
+    with pytest.raises(openai.UnprocessableEntityError) as whole:
+        chat(client, model_id, "Pick a number.", **options)
+    assert "$.n" in str(whole.value) and whole.value.code == "json_schema_violation"
+    with pytest.raises(openai.APIError) as streamed:
+        list(chat(client, model_id, "Pick a number.", stream=True, **options))
+    assert "$.n" in str(streamed.value)
+    # Any integer the grammar allows lies within +-10**17: such a range never refuses a reply.
+    wide = {**options, "response_format": _number_format(-(10**17), 10**17)}
+    content = chat(client, model_id, "Pick a number.", **wide).choices[0].message.content
+    assert isinstance(json.loads(content)["n"], int)

@@ -108,8 +108,8 @@ def test_preferences_server_tab_restarts_the_server_and_keeps_the_key_secret(
     assert window.status.server_text() == ""
     dialog = window.open_preferences()
     titles = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
-    assert titles[-1] == "Server"
-    tab = dialog.tabs.widget(dialog.tabs.count() - 1).widget()
+    assert "Server" in titles  # other tabs (Remote servers) may follow it
+    tab = dialog.tabs.widget(titles.index("Server")).widget()
     port = free_port()
     tab.form.editors["server.enabled"].widget.setChecked(True)
     tab.form.editors["server.port"].widget.setValue(port)
@@ -136,3 +136,81 @@ def test_preferences_server_tab_restarts_the_server_and_keeps_the_key_secret(
     assert "requires an API key" in tab.error_label.text()
     assert window.api_server.url == f"http://127.0.0.1:{port}/v1"  # unchanged: nothing was applied
     dialog.close()
+
+
+@pytest.mark.model
+def test_a_model_an_api_request_loads_is_announced_on_the_gui_thread(
+    qtbot: QtBot, llamadesk_home: Path, starter_model: Path
+) -> None:
+    from PySide6.QtCore import QCoreApplication, QThread
+
+    from llamadesk.engine.service import InferenceService
+    from llamadesk.hub.library import ModelLibrary
+    from llamadesk.ui.server_controller import ServerController
+
+    settings = write_settings(llamadesk_home)
+    settings.server.load_on_request = True
+    library = ModelLibrary(get_paths(llamadesk_home).ensure())
+    service = InferenceService()
+    controller = ServerController(service, lambda: settings, library=lambda: library)
+    heard: list[tuple[str, bool]] = []
+    app_thread = QCoreApplication.instance().thread()  # type: ignore[union-attr]
+    controller.model_loaded.connect(lambda path: heard.append((path, QThread.currentThread() == app_thread)))
+    replies: list[str] = []
+    try:
+        with qtbot.waitSignal(controller.started, timeout=LOAD_TIMEOUT):
+            controller.apply()
+
+        def ask() -> None:
+            with openai.OpenAI(base_url=controller.url, api_key="x", max_retries=0, timeout=120) as client:
+                reply = client.chat.completions.create(
+                    model="starter", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+                )
+                replies.append(reply.model)
+
+        asking = threading.Thread(target=ask)
+        with qtbot.waitSignal(controller.model_loaded, timeout=LOAD_TIMEOUT):
+            asking.start()
+        asking.join(120)
+        assert heard == [(str(starter_model), True)]
+        assert replies == [starter_model.stem]
+        loaded = service.loaded
+        assert loaded is not None and loaded.path == starter_model
+    finally:
+        controller.shutdown(timeout_s=5)
+        assert service.close(timeout=10)
+
+
+@pytest.mark.model
+def test_a_model_an_api_request_loads_shows_in_the_window_and_answers_there(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path
+) -> None:
+    settings = write_settings(llamadesk_home)
+    settings.server.load_on_request = True
+    SettingsStore(get_paths(llamadesk_home).settings_file).save(settings)
+    window = make_window()
+    url = serving(qtbot, window)
+    assert window.controller.loaded is None
+    replies: list[str] = []
+
+    def ask() -> None:
+        with openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=120) as client:
+            reply = client.chat.completions.create(
+                model="starter", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+            )
+            replies.append(reply.model)
+
+    asking = threading.Thread(target=ask)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=LOAD_TIMEOUT):
+        asking.start()
+    asking.join(120)
+    assert replies == [starter_model.stem]
+    loaded = window.controller.loaded
+    assert loaded is not None and loaded.path == starter_model
+    # The window chats with the model the API loaded, without loading it again.
+    window.composer.set_text("Say hello.")
+    with qtbot.waitSignal(window.controller.generationFinished, timeout=REPLY_TIMEOUT):
+        window.composer.submit()
+    conversation = window.conversation_id
+    assert conversation is not None
+    assert window.store.active_path(conversation)[-1].content.strip() != ""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..settings import GenerationSettings, RuntimeSettings
-from . import runtime
+from . import rpc, runtime
 from .errors import EngineError
 from .gguf_info import GGUFInfo, inspect_gguf
 from .hardware import detect_hardware, memory
@@ -212,12 +212,15 @@ class Engine:
         log.info(
             "loading %s (n_ctx=%s, n_gpu_layers=%s, threads=%s)", info.path, n_ctx, n_gpu_layers, threads
         )
+        if rs.workers:  # llama.cpp RPC (rpc.py): every layer offloaded, split over the workers and local GPUs
+            n_gpu_layers = -1
         try:
             kv_type_id = GGML_TYPES[kv_type]
             kv_args = {"type_k": kv_type_id, "type_v": kv_type_id} if kv_type != "f16" else {}
             with (
                 runtime.load_progress(on_progress if progress else None),
                 context_flash_attention(module, flash),
+                rpc.use_workers(module, rs.workers),  # probes each worker first: a clear error, not an abort
             ):
                 llm = module.Llama(
                     model_path=str(info.path),
@@ -308,8 +311,9 @@ class Engine:
         data = text.encode("utf-8", "replace")
         return list(self._require().tokenize(data, add_bos=add_bos, special=special))
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return bytes(self._require().detokenize(tokens)).decode("utf-8", errors="replace")
+    def detokenize(self, tokens: list[int], *, special: bool = False) -> str:
+        """The text of ``tokens``; ``special`` writes control tokens (``<|im_end|>``) as text too."""
+        return bytes(self._require().detokenize(tokens, special=special)).decode("utf-8", errors="replace")
 
     # -- the KV cache (context shift and saved states; see kv_shift.py and states.py)
 
@@ -351,11 +355,20 @@ class Engine:
         stop_event: threading.Event | None = None,
         extra_stop: Sequence[str] = (),
         grammar: Any = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        special: bool = False,
     ) -> Generation:
         """Stream a reply to ``prompt`` (text or token ids) with ``settings``.
 
         ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the tokens sampled, e.g. to valid JSON.
+        ``frequency_penalty`` and ``presence_penalty`` (-2..2, OpenAI's meaning, 0 = off) lower the odds
+        of tokens already written. ``special``: control tokens the model writes reach the text (gpt-oss
+        channel markers, which tell its thinking from its answer); end-of-turn tokens still end the reply.
         """
+        for name, value in (("frequency_penalty", frequency_penalty), ("presence_penalty", presence_penalty)):
+            if not -2.0 <= value <= 2.0:
+                raise EngineError(f"{name} must be between -2 and 2, not {value}.")
         llm = self._require()
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         if not tokens:
@@ -367,7 +380,15 @@ class Engine:
             )
         generation = Generation(iter(()))
         generation._pieces = self._stream(
-            llm, tokens, settings, stop_event, list(extra_stop), generation, grammar=grammar
+            llm,
+            tokens,
+            settings,
+            stop_event,
+            list(extra_stop),
+            generation,
+            grammar=grammar,
+            penalties=(frequency_penalty, presence_penalty),
+            special=special,
         )
         return generation
 
@@ -380,6 +401,8 @@ class Engine:
         extra_stop: list[str],
         generation: Generation,
         grammar: Any = None,
+        penalties: tuple[float, float] = (0.0, 0.0),
+        special: bool = False,
     ) -> Iterator[str]:
         stop_event = stop_event or threading.Event()
         stops = [x for x in (*s.stop, *extra_stop) if x]
@@ -412,6 +435,8 @@ class Engine:
             min_p=s.min_p,
             temp=s.temperature,
             repeat_penalty=s.repeat_penalty,
+            frequency_penalty=penalties[0],
+            presence_penalty=penalties[1],
             grammar=grammar,
         )
         try:
@@ -425,7 +450,7 @@ class Engine:
                     reason = StopReason.EOS
                     break
                 completion += 1
-                pending += bytes(llm.detokenize([token]))
+                pending += bytes(llm.detokenize([token], special=special))
                 try:
                     piece = pending.decode("utf-8")
                     pending = b""

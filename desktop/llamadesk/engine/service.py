@@ -21,9 +21,11 @@ from typing import Any
 
 from ..chat.context import ContextError, ContextFit
 from ..chat.prompt import reply_reserve
+from ..chat.reasoning import uses_channels
 from ..chat.templates import ChatFormat, chat_format_for
 from ..errors import LlamaDeskError
 from ..settings import GenerationSettings, RuntimeSettings
+from . import rpc
 from .chat_cache import ChatCache
 from .engine import Engine, Generation, GenerationStats
 from .gguf_info import GGUFInfo
@@ -59,7 +61,8 @@ class ChatResult:
 class JobError(LlamaDeskError):
     """Why a job ended without a result. ``kind``: "failed", "too_long" (nothing generated:
     the newest message does not fit), "invalid" (a request the model cannot take, such as a token id
-    outside its vocabulary) or "cancelled" (stopped before it started or while loading)."""
+    outside its vocabulary), "cancelled" (stopped before it started or while loading) or "worker_lost"
+    (an RPC worker went away mid-job: the reply streamed so far stands, the model must be reloaded)."""
 
     def __init__(self, message: str, kind: str = "failed") -> None:
         super().__init__(message)
@@ -108,6 +111,8 @@ class Job:
 
     def _finish(self, result: Any = None, error: JobError | None = None) -> None:
         with self._lock:
+            if self._done.is_set():  # already ended (failed when its worker was lost)
+                return
             self.result, self.error = result, error
             self._done.set()
             callbacks, self._callbacks = self._callbacks, []
@@ -200,6 +205,7 @@ class InferenceService:
         self._loaded: LoadedModel | None = None
         self._current: Job | None = None
         self._closed = False
+        self._lost_engines: list[Engine] = []  # abandoned when their worker went (never freed)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="llamadesk-inference", daemon=True)
         self._thread.start()
@@ -242,6 +248,7 @@ class InferenceService:
         grammar: Any = None,
         variables: Mapping[str, Any] | None = None,
         conversation: str | None = None,
+        penalties: tuple[float, float] = (0.0, 0.0),
     ) -> Job:
         """Reply to ``messages`` (ending with the user's turn), streaming pieces to ``on_text``.
 
@@ -249,13 +256,17 @@ class InferenceService:
         left out); ``job.stop()`` ends the reply within a token, keeping what was written.
         ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the reply; ``variables`` reach the
         chat template (``tools``, say). ``conversation`` names the conversation whose saved cache may
-        serve the reply (default: one derived from how ``messages`` start).
+        serve the reply (default: one derived from how ``messages`` start). ``penalties``: OpenAI's
+        frequency and presence penalties (-2..2 each, 0 = off).
         """
         job = Job("chat", client)
         copied = [dict(m) for m in messages]
         extra = dict(variables or {})
         return self._submit(
-            job, lambda j: self._chat(j, copied, settings, on_fit, on_text, grammar, extra, conversation)
+            job,
+            lambda j: self._chat(
+                j, copied, settings, on_fit, on_text, grammar, extra, conversation, penalties
+            ),
         )
 
     def complete(
@@ -266,12 +277,13 @@ class InferenceService:
         on_text: Callable[[str], None] | None = None,
         grammar: Any = None,
         client: str = "",
+        penalties: tuple[float, float] = (0.0, 0.0),
     ) -> Job:
         """Continue a raw ``prompt`` (text, or token ids) with no chat template; the result is a
-        :class:`ChatResult` whose fit holds the prompt as sent."""
+        :class:`ChatResult` whose fit holds the prompt as sent. ``penalties`` as for :meth:`chat`."""
         job = Job("complete", client)
         source = prompt if isinstance(prompt, str) else list(prompt)
-        return self._submit(job, lambda j: self._complete(j, source, settings, on_text, grammar))
+        return self._submit(job, lambda j: self._complete(j, source, settings, on_text, grammar, penalties))
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = True, client: str = "") -> Job:
         """The loaded model's token ids for ``text`` (the result, a list of ints)."""
@@ -353,6 +365,7 @@ class InferenceService:
             else:
                 job._finish(result)
             finally:
+                self._park_if_replaced()
                 self._current = None
         try:
             self._free()
@@ -369,6 +382,41 @@ class InferenceService:
 
     def _unload(self, _job: Job) -> None:
         self._free()
+
+    # -- a lost RPC worker (engine/rpc.py): the engine is abandoned, the queue goes on with a new one
+
+    def _worker_lost(self, workers: tuple[str, ...], _detail: str) -> None:
+        """Called on llama.cpp's connection thread, which then parks: the rest runs on a thread of its own."""
+        replace = threading.Thread(target=self._replace_engine, args=(workers,), daemon=True)
+        replace.start()
+
+    def _replace_engine(self, workers: tuple[str, ...]) -> None:
+        lost = rpc.find_lost(workers)
+        with self._lock:
+            job, engine = self._current, self.engine
+            rpc.abandon_model(engine.llama if engine.is_loaded else None)  # never freed: see rpc.py
+            self.engine, self._format, self._loaded = Engine(), None, None
+            self.cache.abandon()
+            self._lost_engines.append(engine)  # with the callbacks llama.cpp still holds
+            if job is not None:  # its thread waits inside llama.cpp for good: a new one serves the queue
+                self._thread = threading.Thread(target=self._run, name="llamadesk-inference", daemon=True)
+                self._thread.start()
+        names = ", ".join(lost)
+        log.error("lost RPC worker %s; the model was abandoned", names)
+        if job is not None:
+            doing = "while loading" if job.kind == "load" else "mid-reply; the reply so far was kept"
+            job._finish(
+                error=JobError(
+                    f"Lost the connection to worker {names} {doing}. Reload the model without "
+                    f"{'it' if len(lost) == 1 else 'them'} to go on.",
+                    "worker_lost",
+                )
+            )
+
+    def _park_if_replaced(self) -> None:
+        """A service thread that got out of llama.cpp after its engine was abandoned stops here for good."""
+        if self._thread is not threading.current_thread():
+            threading.Event().wait()
 
     def _free(self) -> None:
         self.cache.unloading(self.engine)
@@ -394,6 +442,8 @@ class InferenceService:
             return not job.stopped
 
         self._free()
+        if runtime.workers:
+            rpc.set_lost_handler(self._worker_lost)
         try:
             self.engine.load(path, runtime, progress=progress)
             info = self.engine.info
@@ -428,6 +478,7 @@ class InferenceService:
         grammar: Any = None,
         variables: Mapping[str, Any] | None = None,
         conversation: str | None = None,
+        penalties: tuple[float, float] = (0.0, 0.0),
     ) -> ChatResult:
         fmt = self._format
         if not self.engine.is_loaded or fmt is None:
@@ -451,6 +502,10 @@ class InferenceService:
             stop_event=job.stop_event,
             extra_stop=fmt.stop_strings,
             grammar=grammar,
+            frequency_penalty=penalties[0],
+            presence_penalty=penalties[1],
+            # gpt-oss marks its thinking with special tokens: they must reach the reply's reader.
+            special=uses_channels(fmt.template),
         )
         try:
             return self._stream(job, fit, generation, on_text)
@@ -464,6 +519,7 @@ class InferenceService:
         settings: GenerationSettings,
         on_text: Callable[[str], None] | None,
         grammar: Any,
+        penalties: tuple[float, float] = (0.0, 0.0),
     ) -> ChatResult:
         if not self.engine.is_loaded:
             raise JobError("No model is loaded. Choose a model first.")
@@ -479,7 +535,12 @@ class InferenceService:
         fit = ContextFit(prompt=text, prompt_tokens=list(tokens), kept=[], dropped=[])
         self.cache.prepare_raw(self.engine)
         generation = self.engine.generate(
-            fit.prompt_tokens, settings, stop_event=job.stop_event, grammar=grammar
+            fit.prompt_tokens,
+            settings,
+            stop_event=job.stop_event,
+            grammar=grammar,
+            frequency_penalty=penalties[0],
+            presence_penalty=penalties[1],
         )
         return self._stream(job, fit, generation, on_text)
 
@@ -497,6 +558,7 @@ class InferenceService:
         self, job: Job, fit: ContextFit, generation: Generation, on_text: Callable[[str], None] | None
     ) -> ChatResult:
         for piece in generation:
+            self._park_if_replaced()
             if on_text is not None:
                 try:
                     on_text(piece)

@@ -25,10 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import safejson
+from ..chat.reasoning import uses_channels
 from ..engine.errors import EngineError
-from ..engine.service import InferenceService
+from ..engine.service import InferenceService, LoadedModel
 from ..settings import Settings
-from .chat import prepare_chat, sampling
+from .chat import penalties, prepare_chat, sampling
 from .config import ServerConfig
 from .embeddings import EmbeddingService
 from .errors import APIError, from_validation
@@ -64,9 +65,10 @@ class ServerContext:
         settings: Callable[[], Settings] = Settings,
         library: Callable[[], Any] | None = None,
         history: History | None = None,
+        on_model_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:
         self.config = config
-        self.host = ModelHost(service, config, settings=settings, library=library)
+        self.host = ModelHost(service, config, settings=settings, library=library, on_loaded=on_model_loaded)
         self.embeddings = EmbeddingService()
         self.history = history
 
@@ -160,6 +162,8 @@ async def chat_completions(request: Request) -> Response:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
             tool_names=prepared.tool_names,
+            channels=uses_channels(loaded.chat_format.template),
+            schema=prepared.schema,
         )
         if ctx.history is not None and ctx.config.store_requests:
             history, sent = ctx.history, prepared.messages
@@ -174,6 +178,7 @@ async def chat_completions(request: Request) -> Response:
                 client=ctx.config.client,
                 grammar=prepared.grammar,
                 variables=prepared.variables,
+                penalties=prepared.penalties,
             )
 
     except BaseException:
@@ -221,7 +226,11 @@ async def completions(request: Request) -> Response:
 
         def submit(events: Events) -> Any:
             return ctx.host.service.complete(
-                prompt, settings, on_text=lambda piece: events.put("text", piece), client=ctx.config.client
+                prompt,
+                settings,
+                on_text=lambda piece: events.put("text", piece),
+                client=ctx.config.client,
+                penalties=penalties(body),
             )
 
     except BaseException:

@@ -4,6 +4,8 @@ OpenAI messages become the template's messages (text parts joined; images refuse
 that says so), tools are offered the way the model's template knows (or described in the system
 message), and ``response_format`` and a forced ``tool_choice`` become llama.cpp grammars, so the
 reply parses. Sampling starts from the user's settings for the model, then the request's own.
+``chat_template_kwargs`` (``enable_thinking``) and ``reasoning_effort`` switch thinking the way the
+template expects, as the window's Think toggle does, and reach the template as variables.
 """
 
 from __future__ import annotations
@@ -13,15 +15,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..chat.reasoning import EFFORTS
+from ..chat.templates import apply_thinking
 from ..settings import GenerationSettings, SettingsError, validated_update
 from . import grammar as grammars
 from .errors import APIError
 from .schemas import ChatCompletionRequest, CompletionRequest, Message, NamedToolChoice
 from .tools import HERMES_CLOSE, HERMES_OPEN, template_knows_tools, tool_style, tools_prompt
 
-__all__ = ["PreparedChat", "prepare_chat", "sampling"]
+__all__ = ["PreparedChat", "penalties", "prepare_chat", "sampling"]
 
 SEED_RANGE = 2**31  # llama.cpp seeds are 32-bit; larger ones are folded into range
+# Template variables the server sets itself: chat_template_kwargs cannot replace them.
+RESERVED_VARIABLES = frozenset(
+    {"messages", "template", "add_generation_prompt", "bos_token", "eos_token", "tools"}
+)
 
 
 @dataclass
@@ -33,6 +41,8 @@ class PreparedChat:
     grammar: Any = None
     variables: dict[str, Any] = field(default_factory=dict)
     tool_names: list[str] = field(default_factory=list)
+    penalties: tuple[float, float] = (0.0, 0.0)  # frequency, presence
+    schema: dict[str, Any] | None = None  # response_format's JSON schema, checked after generation
 
 
 def sampling(
@@ -45,15 +55,6 @@ def sampling(
         )
     if request.logit_bias:
         raise APIError(400, "logit_bias is not supported.", code="unsupported_parameter", param="logit_bias")
-    for name in ("frequency_penalty", "presence_penalty"):
-        if getattr(request, name):
-            raise APIError(
-                400,
-                f"{name} is not supported yet (only 0); use repeat_penalty (1.0 = off, 1.1 stops most "
-                "loops) instead.",
-                code="unsupported_value",
-                param=name,
-            )
     changes: dict[str, Any] = {}
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
         value = getattr(request, name)
@@ -70,6 +71,42 @@ def sampling(
     except SettingsError as exc:
         raise APIError(400, f"Invalid sampling options: {exc}", code="invalid_value") from None
     return settings
+
+
+def penalties(request: ChatCompletionRequest | CompletionRequest) -> tuple[float, float]:
+    """The request's ``frequency_penalty`` and ``presence_penalty`` (0 when left out), for the engine."""
+    return (request.frequency_penalty or 0.0, request.presence_penalty or 0.0)
+
+
+def _thinking(
+    request: ChatCompletionRequest, template: str, messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``messages`` and template variables with thinking switched as the request asks."""
+    kwargs = dict(request.chat_template_kwargs or {})
+    reserved = sorted(RESERVED_VARIABLES & set(kwargs))
+    if reserved:
+        raise APIError(
+            400,
+            f"chat_template_kwargs cannot set {', '.join(reserved)}: the server sets it from the request.",
+            code="invalid_value",
+            param="chat_template_kwargs",
+        )
+    enable = kwargs.get("enable_thinking")
+    if enable is not None and not isinstance(enable, bool):
+        raise APIError(
+            400,
+            "chat_template_kwargs.enable_thinking must be true or false.",
+            code="invalid_type",
+            param="chat_template_kwargs.enable_thinking",
+        )
+    # OpenAI's "none" and "minimal" are the nearest a template knows: thinking off, the lowest effort.
+    effort = {"none": "off", "minimal": "low"}.get(request.reasoning_effort or "", request.reasoning_effort)
+    choice = effort or ("" if enable is None else "on" if enable else "off")
+    prepared, variables = apply_thinking(template, messages, choice)
+    variables.update(kwargs)
+    if choice in EFFORTS:
+        variables["reasoning_effort"] = choice
+    return prepared, variables
 
 
 def _text(message: Message, index: int) -> str:
@@ -108,6 +145,8 @@ def _messages(request: ChatCompletionRequest, template: str) -> list[dict[str, A
         item: dict[str, Any] = {"role": role, "content": _text(message, index)}
         if message.name:
             item["name"] = message.name
+        if message.reasoning_content and role == "assistant":
+            item["thinking"] = message.reasoning_content  # reaches the template if it reads it
         if message.tool_calls:
             if knows_calls:
                 item["tool_calls"] = [
@@ -165,7 +204,10 @@ def prepare_chat(request: ChatCompletionRequest, template: str, base: Generation
             400, "tool_choice needs tools to choose from.", code="invalid_value", param="tool_choice"
         )
     offered = bool(functions) and choice != "none"
-    prepared = PreparedChat(messages=_messages(request, template), settings=settings)
+    messages, variables = _thinking(request, template, _messages(request, template))
+    prepared = PreparedChat(
+        messages=messages, settings=settings, variables=variables, penalties=penalties(request)
+    )
     if offered:
         prepared.tool_names = names
         if template_knows_tools(template):
@@ -208,4 +250,5 @@ def prepare_chat(request: ChatCompletionRequest, template: str, base: Generation
                 param="response_format.json_schema.schema",
             )
         prepared.grammar = grammars.schema_grammar(spec.schema_)
+        prepared.schema = spec.schema_
     return prepared

@@ -71,7 +71,7 @@ class EmbeddingService:
         if self._llm is not None and self._path == path:
             return self._llm
         self._free()
-        from ..engine import runtime
+        from ..engine import rpc, runtime
         from ..engine.engine import _physical_cores
         from ..engine.gguf_info import inspect_gguf
 
@@ -84,19 +84,21 @@ class EmbeddingService:
         threads = _physical_cores()
         log.info("opening %s for embeddings (n_ctx=%s, pooling=%s)", path.name, n_ctx, pooling_type)
         try:
-            self._llm = module.Llama(
-                model_path=str(path),
-                embedding=True,
-                n_ctx=n_ctx,
-                n_batch=n_ctx,
-                n_ubatch=n_ctx,  # a whole input in one step: pooling needs all of it at once
-                n_gpu_layers=0,
-                n_threads=threads,
-                n_threads_batch=threads,
-                pooling_type=pooling_type,
-                use_mmap=True,
-                verbose=False,
-            )
+            # Never on RPC workers: they belong to the chat model (and a lost one would stall this load).
+            with rpc.use_workers(module, (), track=False):
+                self._llm = module.Llama(
+                    model_path=str(path),
+                    embedding=True,
+                    n_ctx=n_ctx,
+                    n_batch=n_ctx,
+                    n_ubatch=n_ctx,  # a whole input in one step: pooling needs all of it at once
+                    n_gpu_layers=0,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    pooling_type=pooling_type,
+                    use_mmap=True,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not open {path.name} for embeddings: {exc}") from exc
         self._path = path

@@ -4,6 +4,10 @@ The job is submitted first and the response waits for its first event, so a requ
 before any text (its prompt does not fit, the model went away) gets a proper error status and
 body, not a stream that breaks. A stream sends what piled up since its last write as one chunk,
 ends with ``data: [DONE]``, and stops the job when the client disconnects.
+
+A chat reply's thinking (``<think>…</think>``, gpt-oss's analysis channel) comes back apart from its
+answer, as llama-server and DeepSeek send it: ``message.reasoning_content`` in a whole reply,
+``delta.reasoning_content`` chunks in a stream; ``content`` holds only the answer and no marker shows.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .. import safejson
+from ..chat.reasoning import ReasoningSplitter, starts_in_thinking
 from ..engine.engine import GenerationStats, StopReason
 from ..engine.service import ChatResult, Job
 from .errors import APIError
+from .schema_check import violations
 from .streaming import DONE, ClientGone, Events, job_error, sse, wait_or_disconnect
 from .tools import ToolStream, parse_tool_calls
 
@@ -43,6 +50,8 @@ class Answer:
     stream: bool
     include_usage: bool = False
     tool_names: list[str] = field(default_factory=list)  # tools the reply may call
+    channels: bool = False  # the template writes gpt-oss channel markers
+    schema: dict[str, Any] | None = None  # response_format's JSON schema: the reply is checked against it
     prefix: str = ""  # text completions with echo: the prompt, written before the reply
     on_finished: Callable[[str, GenerationStats], None] | None = None  # the reply, stored when asked
     id: str = ""
@@ -78,10 +87,45 @@ class Answer:
         body["timings"] = timings(stats)
         return sse(body)
 
-    def whole(self, text: str, stats: GenerationStats) -> dict[str, Any]:
+    def splitter(self, prompt: str) -> ReasoningSplitter:
+        """A splitter for a chat reply to ``prompt`` (which may have opened ``<think>`` already)."""
+        return ReasoningSplitter(start_in_thinking=starts_in_thinking(prompt), channels=self.channels)
+
+    def schema_error(self, content: str, stats: GenerationStats) -> APIError | None:
+        """The error for a complete JSON reply that breaks what the grammar could not enforce
+        (number ranges, some lengths); None when it satisfies the schema or there is none."""
+        if self.schema is None or finish_reason(stats) == "length":
+            return None  # a reply cut short says so with finish_reason "length"
+        try:
+            value = safejson.loads(content)
+        except ValueError:
+            return None
+        found = violations(value, self.schema)
+        if not found:
+            return None
+        return APIError(
+            422,
+            f"The model's reply does not satisfy the JSON schema: {'; '.join(found)}. The grammar "
+            "enforces the schema's shape and types; number ranges and some lengths can only be checked "
+            f"afterwards. The reply was: {content[:2000]}",
+            type="invalid_response_error",
+            code="json_schema_violation",
+            param="response_format.json_schema.schema",
+        )
+
+    def whole(self, text: str, stats: GenerationStats, prompt: str = "") -> dict[str, Any]:
         body = self._base(False)
         if self.chat:
+            splitter = self.splitter(prompt)
+            splitter.feed(text)
+            splitter.finish()
+            text = splitter.answer
+            error = self.schema_error(text, stats)
+            if error is not None:
+                raise error
             message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+            if splitter.has_thinking:
+                message["reasoning_content"] = splitter.thinking
             finish = finish_reason(stats)
             if self.tool_names:
                 parsed = parse_tool_calls(text, self.tool_names)
@@ -162,7 +206,7 @@ async def respond(
             raise APIError(500, result.stats.error, type="server_error", code="generation_failed")
         if answer.on_finished is not None:
             answer.on_finished(result.text, result.stats)
-        return JSONResponse(answer.whole(result.text, result.stats), headers=headers)
+        return JSONResponse(answer.whole(result.text, result.stats, result.fit.prompt), headers=headers)
     except ClientGone:
         job.stop()
         return Response(status_code=499)
@@ -188,6 +232,8 @@ async def _stream(
     resources: contextlib.AsyncExitStack,
 ) -> AsyncIterator[bytes]:
     tools = ToolStream() if answer.chat and answer.tool_names else None
+    splitter: ReasoningSplitter | None = None
+    said: list[str] = []  # the answer sent so far, checked against the schema at the end
     pending = first
     try:
         if answer.chat:
@@ -195,10 +241,25 @@ async def _stream(
         while True:
             text = "".join(value for kind, value in pending if kind == "text")
             done: Job | None = next((value for kind, value in pending if kind == "done"), None)
-            if tools is not None:
-                text = tools.feed(text)
-            if text:
-                yield answer.chunk({"content": text} if answer.chat else text)
+            if not answer.chat:
+                if text:
+                    yield answer.chunk(text)
+            else:
+                fit = next((value for kind, value in pending if kind == "fit"), None)
+                if splitter is None:  # the fit comes before the reply's first piece
+                    splitter = answer.splitter(fit.prompt if fit is not None else "")
+                parts = splitter.feed(text) if text else []
+                if done is not None and done.error is None:
+                    parts += splitter.finish()
+                for kind, piece in parts:
+                    if kind == "thinking":
+                        yield answer.chunk({"reasoning_content": piece})
+                        continue
+                    if tools is not None:
+                        piece = tools.feed(piece)
+                    if piece:
+                        said.append(piece)
+                        yield answer.chunk({"content": piece})
             if done is not None:
                 break
             pending = await events.take()
@@ -213,6 +274,11 @@ async def _stream(
             yield sse(
                 {"error": {"message": stats.error, "type": "server_error", "code": "generation_failed"}}
             )
+            yield DONE
+            return
+        broken = answer.schema_error("".join(said), stats)
+        if broken is not None:
+            yield sse({"error": {"message": broken.message, "type": broken.type, "code": broken.code}})
             yield DONE
             return
         finish = finish_reason(stats)

@@ -4,7 +4,8 @@ Built with llama-cpp-python's JSON-schema converter and remembered per schema, s
 large schema costs milliseconds every request would pay. The converter enforces types, required
 and optional properties, ``enum``/``const``, ``anyOf``/``oneOf``, local ``$ref``s, string lengths,
 patterns and formats, and array lengths; it does not enforce number ranges (``minimum``,
-``maximum``), so a reply always parses and has the schema's shape, but a number may be out of range.
+``maximum``), so a reply always parses and has the schema's shape, and :mod:`.schema_check` checks
+the rest once the reply is complete.
 Schemas that would make a huge grammar, or refer to schemas elsewhere, are refused with a 400.
 """
 

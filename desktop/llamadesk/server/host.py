@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import threading
@@ -26,6 +27,8 @@ from ..errors import LlamaDeskError
 from ..settings import GenerationSettings, RuntimeSettings, Settings
 from .config import ServerConfig
 from .errors import APIError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ModelEntry", "ModelHost", "job_future"]
 
@@ -76,11 +79,14 @@ class ModelHost:
         *,
         settings: Callable[[], Settings] = Settings,
         library: Library | None = None,
+        on_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:
+        """``on_loaded(model)`` is called (on the event loop's thread) after a request loaded a model."""
         self.service = service
         self.config = config
         self._settings = settings
         self._library = library
+        self._on_loaded = on_loaded
         self._users = 0
         self._switching = False
         self._cond: asyncio.Condition | None = None
@@ -289,6 +295,11 @@ class ModelHost:
                 500, f"Loading {path.name} failed: {finished.error}", type="server_error", code="load_failed"
             )
         result: LoadedModel = finished.result
+        if self._on_loaded is not None:
+            try:
+                self._on_loaded(result)
+            except Exception:  # whoever listens must not fail the request that loaded the model
+                log.exception("a listener of model loads failed")
         return result
 
     async def wait(self, job: Job) -> Job:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.service import InferenceService
+from ..engine.service import InferenceService, LoadedModel
 from ..settings import Settings
 from .app import ServerContext, build_app
 from .config import ServerConfig, ServerError, is_wildcard
@@ -68,11 +68,21 @@ class LocalServer:
         library: Callable[[], Any] | None = None,
         history: History | None = None,
         on_request: Callable[[int], None] | None = None,
+        on_model_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:
+        """``on_request(served)`` after each request; ``on_model_loaded(model)`` when a request loaded a
+        model (both on the server's thread)."""
         config.check()
         self.config = config
         self.service = service
-        self.context = ServerContext(service, config, settings=settings, library=library, history=history)
+        self.context = ServerContext(
+            service,
+            config,
+            settings=settings,
+            library=library,
+            history=history,
+            on_model_loaded=on_model_loaded,
+        )
         self.app = build_app(self.context, on_request)
         self.port = config.port
         self._server: Any = None

@@ -26,6 +26,7 @@ __all__ = [
 MAX_TEXT = 4 << 20  # characters in one string; the body limit bounds the total
 TokenCount = Annotated[int, Field(ge=1, le=131072)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
+TemplateVariable = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class _Strict(BaseModel):
@@ -65,6 +66,7 @@ class Message(_Strict):
     tool_calls: Annotated[list[ToolCall], Field(max_length=MAX_TOOLS)] | None = None
     tool_call_id: Annotated[str, Field(max_length=256)] | None = None
     refusal: str | None = None
+    reasoning_content: Annotated[str, Field(max_length=MAX_TEXT)] | None = None  # an earlier reply's thinking
 
 
 class FunctionDefinition(_Strict):
@@ -147,7 +149,8 @@ class ChatCompletionRequest(_Sampling):
     metadata: dict[str, str] | None = None
     service_tier: str | None = None
     modalities: list[Literal["text", "audio"]] | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    chat_template_kwargs: Annotated[dict[TemplateVariable, Any], Field(max_length=32)] | None = None
 
 
 class CompletionRequest(_Sampling):

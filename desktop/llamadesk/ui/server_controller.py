@@ -33,18 +33,22 @@ class ServerController(QObject):
         stopped(): no longer serving.
         failed(str): could not start (the message says why: port in use, address needs a key...).
         requestsServed(int): requests answered so far by the running server.
+        model_loaded(str): an API request loaded the model at this path (it replaced the window's):
+            the window shows it as loaded (``service.loaded`` holds its details).
     """
 
     started = Signal(str)
     stopped = Signal()
     failed = Signal(str)
     requestsServed = Signal(int)
+    model_loaded = Signal(str)
 
     # Emitted on worker and server threads; queued to this object on the GUI thread, re-emitted there.
     _started = Signal(str)
     _stopped = Signal()
     _failed = Signal(str)
     _served = Signal(int)
+    _loaded = Signal(str)
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class ServerController(QObject):
         self._stopped.connect(self._on_stopped)
         self._failed.connect(self._on_failed)
         self._served.connect(self._on_served)
+        self._loaded.connect(self._on_model_loaded)
 
     # -- what the window calls
 
@@ -185,6 +190,7 @@ class ServerController(QObject):
             library=self._library,
             history=history,
             on_request=self._count,
+            on_model_loaded=lambda loaded: self._loaded.emit(str(loaded.path)),
         )
         server.start()
         return server
@@ -209,6 +215,9 @@ class ServerController(QObject):
     def _on_served(self, served: int) -> None:
         self.served = served
         self.requestsServed.emit(served)
+
+    def _on_model_loaded(self, path: str) -> None:
+        self.model_loaded.emit(path)
 
 
 def _is_server_error(exc: BaseException) -> bool:
