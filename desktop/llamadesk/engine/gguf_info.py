@@ -27,6 +27,25 @@ SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf
 MAX_META_STRING = 1024  # longer strings (licences, descriptions) stay out of ``GGUFInfo.metadata``
 MAX_SHAPE = 2**32 - 1  # llama.cpp keeps layer, head and context counts in 32 bits
 MAX_PARAMETERS = 10**15  # a thousand times the largest models: anything larger is not a count
+# Encoder (BERT-family) architectures as llama.cpp names them: they turn text into vectors and can't chat.
+BERT_FAMILY = frozenset(
+    {
+        "bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "new",  # GTE ("NewModel" in transformers)
+        "gte",
+        "modern-bert",
+        "neo-bert",
+        "eurobert",
+        "roberta",
+        "xlm-roberta",
+    }
+)
+ENCODER_ARCHITECTURES = BERT_FAMILY | {"t5encoder"}
+EMBEDDING_TIP = "Turns text into vectors for document search; not a chat model"
 
 # ggml tensor types -> (block size, bytes per block), as in ggml.h; unknown types skip the
 # completeness check rather than guessing.
@@ -191,6 +210,21 @@ class GGUFInfo:
     def has_chat_template(self) -> bool:
         return bool(self.chat_template)
 
+    @property
+    def is_embedding(self) -> bool:
+        """An embedding model (text to vectors for document search), not a chat model.
+
+        A BERT-family architecture, a ``<arch>.pooling_type`` key (llama.cpp writes it for embedding
+        models only; "none" with a chat template is a chat model), or an encoder without a chat template.
+        """
+        arch = self.architecture.lower()
+        if arch in BERT_FAMILY:
+            return True
+        pooling = self.metadata.get(f"{self.architecture}.pooling_type")
+        if pooling is not None and not (pooling == 0 and self.chat_template):
+            return True
+        return arch in ENCODER_ARCHITECTURES and not self.chat_template
+
     def as_dict(self) -> dict[str, Any]:
         """The facts as plain JSON-ready values (for ``inspect --json``)."""
         return {
@@ -209,6 +243,7 @@ class GGUFInfo:
             "head_count_kv": self.head_count_kv,
             "chat_template": bool(self.chat_template),
             "split_count": self.split_count,
+            "is_embedding": self.is_embedding,
         }
 
 

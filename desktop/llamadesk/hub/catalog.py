@@ -10,43 +10,47 @@ the access token is sent only to that endpoint and never logged.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
-from huggingface_hub import constants
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.hf_api import ExpandModelProperty_T, ModelInfo
-from huggingface_hub.utils import build_hf_headers, get_session
 
 from .. import safejson
-from .errors import (
-    HubError,
-    check_repo_id,
-    check_revision,
-    refused_target,
-    scrub,
-    status_error,
-    translate,
-    unsafe_repo_path,
-    valid_repo_id,
-    valid_size,
+from .catalog_models import (
+    EMBEDDING_TIP,
+    FilePart,
+    ModelFile,
+    RepoFiles,
+    RepoSummary,
+    SearchPage,
+    _parse_model,
+    group_model_files,
+    is_embedding_repo,
 )
-from .quant import bits_per_weight, display_name, file_kind, parse_quantization, split_part
-
-try:  # huggingface_hub >= 2 ships its HTTP client as httpx2
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - older releases
-    import httpx  # type: ignore[no-redef]
+from .errors import HubError, check_repo_id, check_revision, unsafe_repo_path, valid_size
+from .hub_http import _MAX_CARD, HUB_EXCEPTIONS, HubHTTP, hub_headers, resolve_endpoint
+from .quant import bits_per_weight, file_kind, parse_quantization
 
 if TYPE_CHECKING:
     from ..engine import FitPlan, Hardware
+
+__all__ = [
+    "DEFAULT_N_CTX",
+    "EMBEDDING_TIP",
+    "HUB_EXCEPTIONS",
+    "FilePart",
+    "HubCatalog",
+    "ModelFile",
+    "RepoFiles",
+    "RepoSummary",
+    "SearchPage",
+    "Sort",
+    "group_model_files",
+    "hub_headers",
+    "is_embedding_repo",
+    "resolve_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ _SORT_KEYS: dict[str, str] = {
     "trending": "trendingScore",
     "recent": "lastModified",
 }
-_SEARCH_FIELDS = ["author", "downloads", "likes", "lastModified", "gated", "gguf", "tags"]
+_SEARCH_FIELDS = ["author", "downloads", "likes", "lastModified", "gated", "gguf", "tags", "pipeline_tag"]
 _INFO_FIELDS: list[ExpandModelProperty_T] = [
     "author",
     "downloads",
@@ -69,224 +73,14 @@ _INFO_FIELDS: list[ExpandModelProperty_T] = [
     "gated",
     "gguf",
     "tags",
+    "pipeline_tag",
     "sha",
 ]
-# Errors the HTTP stack and huggingface_hub raise for a failed or garbled request.
-HUB_EXCEPTIONS: tuple[type[BaseException], ...] = (
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    httpx.HTTPError,
-    OSError,
-    ValueError,
-    KeyError,
-    TypeError,
-)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _SHA1_RE = re.compile(r"[0-9a-f]{40}")
-_MAX_COUNT = 10**15  # downloads, likes, parameters: anything larger is not a real number of them
-_MAX_CONTEXT = 2**31 - 1
-_MAX_ANSWER = 32 * 1024 * 1024  # bytes in one API answer (a 1000-file tree page is about 300 KB)
-_MAX_CARD = 8 * 1024 * 1024
-_MAX_REDIRECTS = 10
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-def resolve_endpoint(endpoint: str | None = None) -> str:
-    """The Hub's base URL: ``endpoint``, else ``$HF_ENDPOINT`` now, else huggingface_hub's default."""
-    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def hub_headers(token: str | None) -> dict[str, str]:
-    """Request headers with our token only (never a token found elsewhere on the machine)."""
-    return build_hf_headers(token=token or False, library_name="llamadesk")
-
-
-def _count(value: object, limit: int = _MAX_COUNT) -> int | None:
-    """A positive whole number (an int, or a finite float) no larger than ``limit``; else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value) if 0 < value <= limit else None
-
-
-def _same_origin(url: str, endpoint: str) -> bool:
-    a, b = urlsplit(url), urlsplit(endpoint)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-@dataclass(frozen=True)
-class RepoSummary:
-    """One search result: a model repository and what the Hub knows about it."""
-
-    repo_id: str
-    author: str | None = None
-    downloads: int = 0
-    likes: int = 0
-    last_modified: datetime | None = None
-    gated: bool | str = False  # False, "auto" or "manual"
-    architecture: str | None = None
-    parameter_count: int | None = None
-    context_length: int | None = None
-    tags: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.repo_id.rsplit("/", 1)[-1]
-
-    @classmethod
-    def from_info(cls, info: ModelInfo) -> RepoSummary:
-        """The summary of a parsed answer; numbers out of range and values of the wrong type are dropped."""
-        gguf: dict[str, Any] = info.gguf if isinstance(info.gguf, dict) else {}
-        author = info.author if isinstance(info.author, str) and info.author else None
-        architecture = gguf.get("architecture")
-        gated = info.gated
-        tags = info.tags if isinstance(info.tags, list) else []
-        return cls(
-            repo_id=info.id,
-            author=author or (info.id.split("/", 1)[0] if "/" in info.id else None),
-            downloads=_count(info.downloads) or 0,
-            likes=_count(info.likes) or 0,
-            last_modified=info.last_modified if isinstance(info.last_modified, datetime) else None,
-            gated=gated if gated in ("auto", "manual") else gated is True,
-            architecture=architecture[:100] if isinstance(architecture, str) and architecture else None,
-            parameter_count=_count(gguf.get("total")),
-            context_length=_count(gguf.get("context_length"), _MAX_CONTEXT),
-            tags=tuple(t for t in tags if isinstance(t, str)),
-        )
-
-
-def _parse_model(data: object) -> ModelInfo:
-    """A ``ModelInfo`` from one JSON object of the Hub's answer; ValueError when it is not one."""
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise ValueError("the answer does not describe a model")
-    if not valid_repo_id(data["id"]):
-        raise ValueError("the answer names no valid model")
-    try:
-        return ModelInfo(**data)
-    except Exception as exc:  # huggingface_hub trusts the answer's shape: a hostile one breaks it many ways
-        raise ValueError(f"unexpected model description ({type(exc).__name__})") from None
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """A complete HTTP answer read within the deadline."""
-
-    status: int
-    headers: Any  # the client's case-insensitive headers
-    body: bytes
-    next_url: str | None  # the Link header's rel="next", made absolute
-
-
-@dataclass(frozen=True)
-class SearchPage:
-    """One page of search results; pass ``next_cursor`` back to ``search`` to load more."""
-
-    results: list[RepoSummary]
-    next_cursor: str | None
-
-    @property
-    def has_more(self) -> bool:
-        return self.next_cursor is not None
-
-
-@dataclass(frozen=True)
-class FilePart:
-    """One file in the repository (a whole model, or one part of a split model)."""
-
-    path: str
-    size: int
-    sha256: str | None = None
-    git_sha1: str | None = None  # the git blob hash the Hub lists for a file kept outside LFS
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """A downloadable model: one ``.gguf`` file, or all the parts of a split one."""
-
-    name: str
-    parts: tuple[FilePart, ...]
-    quantization: str | None
-    bits_per_weight: float | None
-    kind: str  # "model" | "mmproj" | "imatrix"
-    complete: bool = True  # False when parts of a split model are missing from the repo
-    fit: FitPlan | None = field(default=None, compare=False)
-
-    @property
-    def path(self) -> str:
-        """The file to download (the first part of a split model)."""
-        return self.parts[0].path
-
-    @property
-    def paths(self) -> list[str]:
-        return [part.path for part in self.parts]
-
-    @property
-    def size(self) -> int:
-        return sum(part.size for part in self.parts)
-
-    @property
-    def is_split(self) -> bool:
-        return len(self.parts) > 1
-
-    @property
-    def verdict(self) -> str | None:
-        """The planner's verdict: "gpu", "hybrid", "cpu" or "too_large" (None when unknown)."""
-        return self.fit.verdict if self.fit is not None else None
-
-
-@dataclass(frozen=True)
-class RepoFiles:
-    """The GGUF files of one repository at one revision, with the one we recommend."""
-
-    repo_id: str
-    revision: str
-    commit: str | None
-    gated: bool | str
-    files: list[ModelFile]
-    recommended: ModelFile | None
-    architecture: str | None = None
-    parameter_count: int | None = None
-    context_length: int | None = None
-
-    @property
-    def models(self) -> list[ModelFile]:
-        return [f for f in self.files if f.kind == "model"]
-
-    def find(self, name_or_path: str) -> ModelFile | None:
-        """The model file with this path (any part), file name or display name."""
-        wanted = name_or_path.strip().lower()
-        for file in self.files:
-            candidates = {file.name.lower()}
-            for part in file.paths:
-                candidates |= {part.lower(), part.rsplit("/", 1)[-1].lower()}
-            if wanted in candidates:
-                return file
-        return None
-
-
-def group_model_files(
-    entries: Iterable[FilePart],
-) -> list[tuple[str, tuple[FilePart, ...], bool]]:
-    """Group ``.gguf`` entries into models: split parts become one (name, parts, complete) entry."""
-    singles: list[tuple[str, tuple[FilePart, ...], bool]] = []
-    splits: dict[tuple[str, str, int], dict[int, FilePart]] = {}
-    for entry in entries:
-        if not entry.path.lower().endswith(".gguf"):
-            continue
-        part = split_part(entry.path)
-        if part is None:
-            singles.append((display_name(entry.path), (entry,), True))
-            continue
-        folder = entry.path.rsplit("/", 1)[0] if "/" in entry.path else ""
-        splits.setdefault((folder, part.stem, part.count), {})[part.index] = entry
-    for (_folder, stem, count), found in splits.items():
-        ordered = tuple(found[i] for i in sorted(found))
-        singles.append((stem, ordered, sorted(found) == list(range(1, count + 1))))
-    return singles
-
-
-class HubCatalog:
+class HubCatalog(HubHTTP):
     """Search the Hub for GGUF models and list a repository's files with fit verdicts.
 
     ``timeout`` bounds each network wait; ``deadline`` bounds a whole call (every page and
@@ -470,87 +264,6 @@ class HubCatalog:
                 text = text[end + 4 :].lstrip("\r\n")
         return text
 
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _deadline(self) -> float:
-        return time.monotonic() + self.deadline
-
-    def _followable(self, url: str) -> str:
-        """``url`` (a link the Hub sent) if LlamaDesk may follow it; HubError naming it otherwise."""
-        refused = refused_target(url, self.endpoint)
-        if refused is not None:
-            raise refused
-        return url
-
-    def _get(
-        self, url: str, params: dict[str, Any] | None, deadline: float, *, limit: int = _MAX_ANSWER
-    ) -> _Answer:
-        """GET ``url`` and read the whole answer before ``deadline`` (a ``time.monotonic`` value).
-
-        Redirects are followed here, one at a time, only where ``refused_target`` allows, and the
-        token is sent to the endpoint's origin only. An answer larger than ``limit`` is refused.
-        """
-        client = get_session()
-        for _hop in range(_MAX_REDIRECTS + 1):
-            headers = hub_headers(self._token if _same_origin(url, self.endpoint) else None)
-            wait = min(self.timeout, deadline - time.monotonic())
-            if wait <= 0:
-                raise self._too_slow()
-            with client.stream(
-                "GET", url, params=params, headers=headers, timeout=wait, follow_redirects=False
-            ) as response:
-                location = response.headers.get("Location")
-                if response.status_code in _REDIRECT_STATUSES and location:
-                    url, params = self._followable(urljoin(str(response.url), location)), None
-                    continue
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise HubError(
-                            f"The Hugging Face Hub sent an answer larger than {limit // 1024 // 1024} MB; "
-                            "LlamaDesk stopped reading it. Try again later.",
-                            kind="server",
-                        )
-                    if time.monotonic() > deadline:
-                        raise self._too_slow()
-                link = response.links.get("next", {}).get("url")
-                next_url = urljoin(str(response.url), link) if isinstance(link, str) and link else None
-                return _Answer(response.status_code, response.headers, bytes(body), next_url)
-        raise HubError("The Hugging Face Hub redirected LlamaDesk too often; try again later.", kind="server")
-
-    def _too_slow(self) -> HubError:
-        seconds = f"{self.deadline:g} second" + ("" if self.deadline == 1 else "s")
-        return HubError(
-            f"The Hugging Face Hub took more than {seconds} to answer: check your connection and try again.",
-            kind="offline",
-        )
-
-    def _check(self, answer: _Answer, *, repo_id: str | None = None, revision: str | None = None) -> None:
-        """Raise the ``HubError`` for an error status (4xx, 5xx, or a redirect with nowhere to go)."""
-        if answer.status < 300:
-            return
-        message = answer.headers.get("X-Error-Message") or ""
-        if not message:
-            try:
-                data = safejson.loads(answer.body[:65536])
-            except ValueError:
-                data = None
-            error = data.get("error") if isinstance(data, dict) else None
-            message = error if isinstance(error, str) else ""
-        if message == "Access to this resource is disabled.":
-            raise HubError(f"{repo_id} has been disabled on the Hugging Face Hub.", kind="not_found")
-        raise status_error(
-            answer.status,
-            repo_id=repo_id,
-            endpoint=self.endpoint,
-            token=self._token,
-            error_code=answer.headers.get("X-Error-Code"),
-            server_message=scrub(message, self._token),
-            headers=answer.headers,
-            revision=revision,
-        )
-
     # -- helpers ---------------------------------------------------------------------------
 
     def _model_info(self, repo_id: str, revision: str | None, deadline: float) -> ModelInfo:
@@ -564,11 +277,6 @@ class HubCatalog:
             return _parse_model(safejson.loads(answer.body))
         except HUB_EXCEPTIONS as exc:
             raise self._error(exc, repo_id=repo_id, revision=revision) from exc
-
-    def _error(
-        self, exc: BaseException, *, repo_id: str | None = None, revision: str | None = None
-    ) -> HubError:
-        return translate(exc, repo_id=repo_id, endpoint=self.endpoint, token=self._token, revision=revision)
 
     def _fit(self, size: int, parameter_count: int | None) -> FitPlan | None:
         try:

@@ -81,6 +81,16 @@ class LibraryModel:
         return self.state == "ok" and self.kind == "model"
 
     @property
+    def is_embedding(self) -> bool:
+        """An embedding model (read from its header): loadable for document search, not offered for chat."""
+        return self.kind == "model" and self.info is not None and self.info.is_embedding
+
+    @property
+    def is_chat_model(self) -> bool:
+        """A model to offer in the chat model picker: loadable and not an embedding model."""
+        return self.loadable and not self.is_embedding
+
+    @property
     def deletable(self) -> bool:
         """True if removing it frees disk space (false for the starter, in-place imports, the HF cache)."""
         return self.source == "downloaded" or (self.source == "imported" and not self.in_place)
@@ -104,6 +114,7 @@ class LibraryModel:
             "architecture": self.info.architecture if self.info else None,
             "parameter_count": self.info.parameter_count if self.info else None,
             "context_length": self.info.context_length if self.info else None,
+            "is_embedding": self.is_embedding,
         }
 
 

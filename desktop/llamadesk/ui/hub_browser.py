@@ -35,9 +35,10 @@ from PySide6.QtWidgets import (
 
 from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
-from .hub_tables import KIND_LABELS, FilesModel, ResultsModel, make_table, short_number
+from .hub_tables import KIND_LABELS, TYPE_FILTERS, FilesModel, ResultsModel, make_table, short_number
 from .hub_worker import DownloadManager
 from .markdown import COPY_CODE_SCHEME, code_block_index, render_markdown
+from .table_models import EMBEDDING_COLOUR, EMBEDDING_TIP
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
@@ -130,6 +131,18 @@ class HubBrowser(QDialog):
         for key, label in SORTS:
             self.sort_combo.addItem(label, key)
         self.sort_combo.activated.connect(lambda _i: self.search())
+        self.type_combo = QComboBox(self)
+        self.type_combo.setObjectName("hubTypeCombo")
+        self.type_combo.setAccessibleName("Model type")
+        for key, label in TYPE_FILTERS:
+            self.type_combo.addItem(label, key)
+        self.type_combo.setItemData(
+            self.type_combo.findData("embedding"),
+            "Embedding models turn text into vectors for document search; they can't chat.",
+            Qt.ItemDataRole.ToolTipRole,
+        )
+        self.type_combo.setToolTip("Show chat models, embedding models (for document search), or both")
+        self.type_combo.currentIndexChanged.connect(lambda _i: self._on_type_changed())
         self.search_button = QPushButton("Search", self)
         self.search_button.setObjectName("hubSearchButton")
         self.search_button.clicked.connect(self.search)
@@ -137,6 +150,8 @@ class HubBrowser(QDialog):
         top.addWidget(self.search_edit, 1)
         top.addWidget(QLabel("Sort:", self))
         top.addWidget(self.sort_combo)
+        top.addWidget(QLabel("Type:", self))
+        top.addWidget(self.type_combo)
         top.addWidget(self.search_button)
 
         self.message = QLabel(self)
@@ -288,13 +303,25 @@ class HubBrowser(QDialog):
         self.results.set_repos(page.results, append=append)
         self._cursor = page.next_cursor
         self.load_more_button.setEnabled(page.has_more)
-        count = self.results.rowCount()
-        if count == 0:
+        self._show_count()
+        self.searchFinished.emit(self.results.rowCount())
+
+    def _show_count(self) -> None:
+        """The status line: how many results are shown, how many the type filter hides, and if more exist."""
+        count, loaded = self.results.rowCount(), len(self.results.all_repos)
+        more = " — more available" if self._cursor is not None else ""
+        if loaded == 0:
             self.status_label.setText("No GGUF models match. Try fewer or other words.")
+        elif count < loaded:
+            label = self.type_combo.currentText().lower()
+            self.status_label.setText(f"{count} of {loaded} models are {label} models{more}")
         else:
-            more = " — more available" if page.has_more else ""
             self.status_label.setText(f"{count} model{'s' if count != 1 else ''}{more}")
-        self.searchFinished.emit(count)
+
+    def _on_type_changed(self) -> None:
+        """Show only the results of the chosen type (chat, embedding or all); no new search is needed."""
+        self.results.set_type_filter(self.type_combo.currentData())
+        self._show_count()
 
     def _on_search_failed(self, exc: LlamaDeskError) -> None:
         self.status_label.setText("")
@@ -339,6 +366,10 @@ class HubBrowser(QDialog):
                 bits.append(" · ".join(f for f in facts if f))
             if summary.gated:
                 bits.append("<span style='color:#bc4c00'><b>Gated</b>: needs an access token</span>")
+            if summary.is_embedding:
+                bits.append(
+                    f"<span style='color:{EMBEDDING_COLOUR}'><b>Embedding</b>: {EMBEDDING_TIP}</span>"
+                )
         bits.append(f"<a href='{html.escape(url)}'>Open on the Hub</a>")
         self.repo_label.setText(" — ".join(bits))
 

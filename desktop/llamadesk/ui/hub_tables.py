@@ -6,69 +6,87 @@ window fetches the data in the background.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
+from PySide6.QtWidgets import QWidget
+
+from .table_models import (
+    EMBEDDING_COLOUR,
+    EMBEDDING_TEXT,
+    EMBEDDING_TIP,
+    RIGHT_ALIGNED,
+    Index,
+    RowsModel,
+    make_table,
+    short_number,
+)
 
 if TYPE_CHECKING:
     from ..hub import ModelFile, RepoFiles, RepoSummary
 
-_Index = QModelIndex | QPersistentModelIndex
+__all__ = [
+    "KIND_LABELS",
+    "TYPE_FILTERS",
+    "FilesModel",
+    "ResultsModel",
+    "TypeFilter",
+    "make_table",
+    "short_number",
+]
+
 VERDICT_COLOURS = {"gpu": "#1a7f37", "hybrid": "#0969da", "cpu": "#9a6700", "too_large": "#cf222e"}
 KIND_LABELS = {"mmproj": "vision projector (not a model)", "imatrix": "importance matrix (not a model)"}
 RECOMMENDED_BACKGROUND = "#fff8c5"
+TypeFilter = Literal["all", "chat", "embedding"]
+TYPE_FILTERS: tuple[tuple[TypeFilter, str], ...] = (
+    ("all", "All"),
+    ("chat", "Chat"),
+    ("embedding", "Embedding"),
+)
 
 
-def short_number(value: int | None) -> str:
-    """12345 -> "12.3k", 7_240_000_000 -> "7.2B"; empty for unknown."""
-    if value is None:
-        return ""
-    number = float(value)
-    for unit in ("", "k", "M", "B", "T"):
-        if abs(number) < 1000 or unit == "T":
-            return f"{number:.0f}{unit}" if unit == "" or number >= 100 else f"{number:.1f}{unit}"
-        number /= 1000
-    return str(value)  # pragma: no cover
+class ResultsModel(RowsModel["RepoSummary"]):
+    """Search results: one row per repository, those of the chosen type (chat, embedding or all)."""
 
-
-class ResultsModel(QAbstractTableModel):
-    """Search results: one row per repository."""
-
-    HEADERS = ("Model", "Downloads", "Likes", "Updated", "Params", "Arch", "Context", "Access")
+    HEADERS = ("Model", "Downloads", "Likes", "Updated", "Params", "Arch", "Context", "Access", "Type")
     REPO_ROLE = Qt.ItemDataRole.UserRole
+    TYPE_COLUMN = 8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.repos: list[RepoSummary] = []
+        self.all_repos: list[RepoSummary] = []  # every result loaded, shown or not
+        self.type_filter: TypeFilter = "all"
+
+    @property
+    def repos(self) -> list[RepoSummary]:
+        """The repositories shown, in row order."""
+        return self.rows
+
+    def _shows(self, repo: RepoSummary) -> bool:
+        if self.type_filter == "embedding":
+            return repo.is_embedding
+        return self.type_filter == "all" or not repo.is_embedding
 
     def set_repos(self, repos: list[RepoSummary], *, append: bool = False) -> None:
         if append:
-            known = {r.repo_id for r in self.repos}
+            known = {r.repo_id for r in self.all_repos}
             new = [r for r in repos if r.repo_id not in known]
-            if new:
-                start = len(self.repos)
-                self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
-                self.repos.extend(new)
-                self.endInsertRows()
+            self.all_repos.extend(new)
+            self.append_rows([r for r in new if self._shows(r)])
             return
-        self.beginResetModel()
-        self.repos = list(repos)
-        self.endResetModel()
+        self.all_repos = list(repos)
+        self.reset_rows([r for r in self.all_repos if self._shows(r)])
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.repos)
+    def set_type_filter(self, type_filter: TypeFilter) -> None:
+        """Show only chat models, only embedding models, or all of the results loaded."""
+        if type_filter not in ("all", "chat", "embedding"):
+            raise ValueError(f"unknown model type {type_filter!r}")
+        self.type_filter = type_filter
+        self.reset_rows([r for r in self.all_repos if self._shows(r)])
 
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         repo = self.repos[index.row()]
@@ -85,50 +103,46 @@ class ResultsModel(QAbstractTableModel):
                 repo.architecture or "",
                 short_number(repo.context_length),
                 "Gated" if repo.gated else "",
+                EMBEDDING_TEXT if repo.is_embedding else "",
             )[column]
         if role == Qt.ItemDataRole.ForegroundRole and column == 7 and repo.gated:
             return QBrush(QColor("#bc4c00"))
+        if role == Qt.ItemDataRole.ForegroundRole and column == self.TYPE_COLUMN and repo.is_embedding:
+            return QBrush(QColor(EMBEDDING_COLOUR))
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == 7 and repo.gated:
                 return "You must accept this model's license on the Hub and add an access token."
+            if column == self.TYPE_COLUMN and repo.is_embedding:
+                return EMBEDDING_TIP
             return repo.repo_id
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (1, 2, 4, 6):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return RIGHT_ALIGNED
         return None
 
 
-class FilesModel(QAbstractTableModel):
+class FilesModel(RowsModel["ModelFile"]):
     """A repository's GGUF files with quantization, size and whether each fits this computer."""
 
     HEADERS = ("File", "Quant", "Bits/weight", "Size", "Fit")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.files: list[ModelFile] = []
         self.recommended: ModelFile | None = None
 
+    @property
+    def files(self) -> list[ModelFile]:
+        """The files shown, in row order."""
+        return self.rows
+
     def set_files(self, repo: RepoFiles | None) -> None:
-        self.beginResetModel()
-        self.files = list(repo.files) if repo is not None else []
         self.recommended = repo.recommended if repo is not None else None
-        self.endResetModel()
+        self.reset_rows(list(repo.files) if repo is not None else [])
 
     def file_at(self, row: int) -> ModelFile | None:
-        return self.files[row] if 0 <= row < len(self.files) else None
+        return self.row_at(row)
 
     def row_of(self, file: ModelFile) -> int:
         return self.files.index(file) if file in self.files else -1
-
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.files)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
 
     def fit_text(self, file: ModelFile) -> str:
         if file.kind != "model":
@@ -137,7 +151,7 @@ class FilesModel(QAbstractTableModel):
             return "Incomplete: parts are missing"
         return file.fit.label if file.fit is not None else "Unknown"
 
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         from ..hub import format_size
 
         if not index.isValid():
@@ -173,20 +187,5 @@ class FilesModel(QAbstractTableModel):
                 return describe_quantization(file.quantization)
             return "\n".join(file.paths)
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return RIGHT_ALIGNED
         return None
-
-
-def make_table(name: str, parent: QWidget) -> QTableView:
-    """A read-only table of whole rows, one selectable at a time."""
-    view = QTableView(parent)
-    view.setObjectName(name)
-    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    view.verticalHeader().hide()
-    view.setAlternatingRowColors(True)
-    view.setShowGrid(False)
-    view.setWordWrap(False)
-    view.horizontalHeader().setHighlightSections(False)
-    return view

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QWidget
 
 from .library_listing import CHECKING_TEXT, UNCHECKED
+from .table_models import EMBEDDING_COLOUR, EMBEDDING_TEXT, EMBEDDING_TIP, RIGHT_ALIGNED, Index, RowsModel
 
 if TYPE_CHECKING:
     from ..hub import LibraryModel
 
-__all__ = ["SOURCE_TEXT", "LibraryTableModel", "state_text"]
+__all__ = ["SOURCE_TEXT", "LibraryTableModel", "state_text", "type_text"]
 
-_Index = QModelIndex | QPersistentModelIndex
 SOURCE_TEXT = {
     "starter": "Starter (built in)",
     "downloaded": "Downloaded",
@@ -37,45 +36,41 @@ def state_text(model: LibraryModel) -> str:
     return "Ready"
 
 
-class LibraryTableModel(QAbstractTableModel):
+def type_text(model: LibraryModel) -> str:
+    """The Type column: "Embedding" for a model that turns text into vectors, "Chat" for a chat model."""
+    if model.is_embedding:
+        return EMBEDDING_TEXT
+    return "Chat" if model.kind == "model" and model.info is not None else ""
+
+
+class LibraryTableModel(RowsModel["LibraryModel"]):
     """The library's models as rows."""
 
-    HEADERS = ("Name", "Size", "Quantization", "Source", "Repository", "Added", "State")
+    HEADERS = ("Name", "Size", "Quantization", "Source", "Repository", "Added", "State", "Type")
+    TYPE_COLUMN = 7
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.models: list[LibraryModel] = []
+    @property
+    def models(self) -> list[LibraryModel]:
+        """The models shown, in row order."""
+        return self.rows
 
     def set_models(self, models: list[LibraryModel]) -> None:
         """Show ``models``; the same models again (with facts read meanwhile) are updated in place,
         keeping the selection and the scroll position."""
         if self.models and [m.key for m in models] == [m.key for m in self.models]:
-            self.models = list(models)
+            self.rows = list(models)
             last = self.index(len(models) - 1, len(self.HEADERS) - 1)
             self.dataChanged.emit(self.index(0, 0), last)
             return
-        self.beginResetModel()
-        self.models = list(models)
-        self.endResetModel()
+        self.reset_rows(models)
 
     def model_at(self, row: int) -> LibraryModel | None:
-        return self.models[row] if 0 <= row < len(self.models) else None
+        return self.row_at(row)
 
     def row_of(self, key: str) -> int:
         return next((i for i, m in enumerate(self.models) if m.key == key), -1)
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.models)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
-        return None
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         from ..hub import format_size
 
         if not index.isValid():
@@ -94,18 +89,23 @@ class LibraryTableModel(QAbstractTableModel):
                 model.repo_id or "",
                 model.added.astimezone().strftime("%Y-%m-%d") if model.added else "",
                 state_text(model),
+                type_text(model),
             )[column]
         if role == Qt.ItemDataRole.ForegroundRole:
+            if column == self.TYPE_COLUMN and model.is_embedding:
+                return QBrush(QColor(EMBEDDING_COLOUR))
             if model.state == "broken":
                 return QBrush(QColor("#cf222e"))
             if model.state == "partial" or model.kind != "model":
                 return QBrush(QColor("#9a6700"))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column == self.TYPE_COLUMN and model.is_embedding:
+                return EMBEDDING_TIP
             if column == 2 and model.quantization:
                 from ..hub import describe_quantization
 
                 return describe_quantization(model.quantization)
             return f"{model.message}\n{model.path}" if model.message else str(model.path)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 1:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return RIGHT_ALIGNED
         return None

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -31,7 +30,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -39,11 +37,11 @@ from PySide6.QtWidgets import (
 from ..engine.lab_results import RESULTS_FILE, LabResults
 from ..errors import LlamaDeskError
 from .downloads_panel import DownloadsPanel
-from .hub_tables import short_number
 from .hub_worker import DownloadManager
 from .lab_actions import ModelLab, figures_text
 from .library_listing import UNCHECKED, LibraryListing
 from .library_table import SOURCE_TEXT, LibraryTableModel, state_text
+from .table_models import EMBEDDING_TIP, make_table, short_number
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
@@ -132,17 +130,9 @@ class ModelLibraryPage(QDialog):
         self.message.setWordWrap(True)
         self.message.hide()
         self.table = LibraryTableModel(self)
-        self.view = QTableView(self)
-        self.view.setObjectName("libraryView")
+        self.view = make_table("libraryView", self)
         self.view.setAccessibleName("Models on this computer")
         self.view.setModel(self.table)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.view.verticalHeader().hide()
-        self.view.setAlternatingRowColors(True)
-        self.view.setShowGrid(False)
-        self.view.setWordWrap(False)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -279,12 +269,13 @@ class ModelLibraryPage(QDialog):
 
     def _update_buttons(self) -> None:
         model = self.selected()
-        self.load_button.setEnabled(model is not None and model.loadable)
+        # An embedding model turns text into vectors for document search: it is not loaded for chat.
+        self.load_button.setEnabled(model is not None and model.loadable and not model.is_embedding)
         removable = model is not None and model.source not in ("starter", "hf-cache")
         self.delete_button.setEnabled(removable)
         self.reveal_button.setEnabled(model is not None)
         for button in (self.speed_button, self.quality_button):
-            button.setEnabled(model is not None and model.loadable)
+            button.setEnabled(model is not None and model.loadable and not model.is_embedding)
         resumable = (
             model is not None
             and model.state == "partial"
@@ -309,10 +300,12 @@ class ModelLibraryPage(QDialog):
                 facts.append(f"{info.context_length} tokens of context")
             if info.block_count:
                 facts.append(f"{info.block_count} layers")
-            # The model's own chat template decides how well it follows a conversation.
-            facts.append(
-                "own chat template" if info.has_chat_template else "no chat template (ChatML is used)"
-            )
+            if info.is_embedding:
+                facts.append(f"embedding model: {EMBEDDING_TIP[0].lower()}{EMBEDDING_TIP[1:]}")
+            else:  # the model's own chat template decides how well it follows a conversation
+                facts.append(
+                    "own chat template" if info.has_chat_template else "no chat template (ChatML is used)"
+                )
         if model.message:
             facts.append(model.message)
         measured = figures_text(self.lab.results, model.path)
@@ -331,6 +324,12 @@ class ModelLibraryPage(QDialog):
             return
         if not model.loadable:
             self.show_message(f"{model.name} can't be loaded: {state_text(model)}.", error=True)
+            return
+        if model.is_embedding:
+            self.show_message(
+                f"{model.name} is an embedding model: it turns text into vectors for document search "
+                "and can't chat. Choose a chat model to talk to."
+            )
             return
         self.loadRequested.emit(model.path)
 
