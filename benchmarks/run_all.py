@@ -29,6 +29,8 @@ SCRIPTS = [
     ("Replies after a context shift", ["shift_agreement.py"]),
     ("Context reuse per chat template", ["template_reuse.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
+    ("Documents: retrieval quality and speed", ["bench_docs.py"]),
+    ("One model across two RPC workers", ["bench_rpc.py"]),
 ]
 
 

@@ -34,6 +34,7 @@ from .settings_sections import (  # noqa: F401  (re-exported)
     GenerationSettings,
     KVCacheType,
     ModelPreset,
+    RemoteServer,
     RuntimeSettings,
     ServerSettings,
     SettingsError,
@@ -61,6 +62,11 @@ class Settings(_Model):
         description="Chat templates set by the user per model (by model key), used instead of its own.",
     )
     server: ServerSettings = Field(default_factory=ServerSettings)
+    remote_servers: list[RemoteServer] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Remote OpenAI-compatible servers whose models the picker lists (keys are secrets).",
+    )
 
     def for_model(self, model_key: str) -> tuple[GenerationSettings, RuntimeSettings]:
         """The settings to use for a model: its preset if saved, else the global ones."""

@@ -39,6 +39,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=True, allow_inf_nan=False)
 
 
+_WORKER_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?")
+
+
+def parse_worker_address(text: str) -> str:
+    """A llama.cpp RPC worker's address as ``host:port`` (host name or IPv4 address), else ValueError."""
+    host, sep, port = str(text).strip().rpartition(":")
+    if not sep or not _WORKER_HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{str(text).strip()!r} is not a worker address: write HOST:PORT, e.g. 192.168.1.20:50052"
+        )
+    return f"{host.lower()}:{int(port)}"
+
+
 FlashAttention = Literal["auto", "on", "off"]
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 ContextOverflow = Literal["drop_oldest", "stop"]
@@ -202,6 +215,19 @@ class RuntimeSettings(_Model):
         description="Keeps the model in RAM so the system never swaps it out. Needs enough free memory "
         "(and sometimes permission); otherwise loading fails.",
     )
+    workers: list[Text] = Field(
+        default_factory=list,
+        max_length=16,
+        title="Workers",
+        description="Other machines running `llamadesk worker`, one HOST:PORT per line: the model's layers "
+        "are spread over them and this machine. Only on a trusted network: the connection has no "
+        "password or encryption. Empty = this machine alone.",
+        json_schema_extra={
+            "widget": "lines",
+            "object_name": "workersEdit",
+            "placeholder": "One per line, e.g. 192.168.1.20:50052",
+        },
+    )
 
     @field_validator("flash_attn", mode="before")
     @classmethod
@@ -210,6 +236,19 @@ class RuntimeSettings(_Model):
         if isinstance(value, bool):
             return "on" if value else "auto"
         return value
+
+    @field_validator("workers")
+    @classmethod
+    def _worker_addresses(cls, value: list[str]) -> list[str]:
+        addresses: list[str] = []
+        for item in value:
+            try:
+                address = parse_worker_address(item)
+            except ValueError as exc:
+                raise PydanticCustomError("worker_address", "{message}", {"message": str(exc)}) from exc
+            if address not in addresses:
+                addresses.append(address)
+        return addresses
 
     @field_validator("n_ctx")
     @classmethod
@@ -365,6 +404,21 @@ class ServerSettings(_Model):
 
 API_KEY_SECRET = "api_key"
 """The name of the local API server's key in ``llamadesk.secrets.SecretStore``."""
+
+
+class RemoteServer(_Model):
+    """An OpenAI-compatible server whose models the picker lists (Preferences → Remote servers).
+
+    Its API key is a secret (``llamadesk.remote.registry.secret_name``), never kept in settings.json.
+    """
+
+    name: Text = Field(min_length=1, max_length=64, title="Name", description="Shown in the model picker.")
+    url: Text = Field(
+        min_length=1,
+        max_length=2048,
+        title="Address",
+        description="The server's base URL, such as http://192.168.1.20:8080 (/v1 is added when missing).",
+    )
 
 
 class ModelPreset(_Model):

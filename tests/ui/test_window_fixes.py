@@ -165,3 +165,25 @@ def test_delete_all_compacts_off_the_gui_thread(
     assert threads and threads[0] is not threading.main_thread()
     assert window.store.count_conversations() == 0 and window.sidebar.model.rowCount() == 0
     assert window.conversation_id is None and window.composer.text() == "still typing"
+
+
+def test_applying_general_preferences_keeps_the_api_server_settings(
+    qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path
+) -> None:
+    """The Server tab applies its own section: a temperature change must not reset its port to default."""
+    from llamadesk.settings import Settings, SettingsStore
+
+    settings = Settings()
+    settings.server.port = 9999
+    settings.server.allowed_origins = ["http://localhost:5173"]
+    SettingsStore(get_paths(llamadesk_home).ensure().settings_file).save(settings)
+    window = make_window()
+    dialog = window.open_preferences()
+    dialog.editor_widget("generation.temperature").setValue(0.3)
+    dialog.apply_button.click()
+    assert window.settings.generation.temperature == pytest.approx(0.3)
+    assert window.settings.server.port == 9999
+    assert window.settings.server.allowed_origins == ["http://localhost:5173"]
+    saved = SettingsStore(get_paths(llamadesk_home).settings_file).load()
+    assert saved.server.port == 9999
+    dialog.close()

@@ -40,7 +40,8 @@ def test_core_imports_without_loading_qt() -> None:
     code = (
         "import sys, importlib, pkgutil, llamadesk\n"
         "mods = ['llamadesk.settings', 'llamadesk.paths', 'llamadesk.safejson']\n"
-        "for pkg in ('llamadesk.chat', 'llamadesk.hub', 'llamadesk.engine', 'llamadesk.cli'):\n"
+        "for pkg in ('llamadesk.chat', 'llamadesk.hub', 'llamadesk.engine', 'llamadesk.cli',\n"
+        "            'llamadesk.docs', 'llamadesk.remote', 'llamadesk.server'):\n"
         "    p = importlib.import_module(pkg)\n"
         "    mods += [pkg]\n"
         "    mods += [m.name for m in pkgutil.walk_packages(p.__path__, pkg + '.')]\n"

@@ -68,12 +68,28 @@ def _chat_parser(sub: argparse._SubParsersAction) -> None:
         "--ctx", type=_CONTEXT, help=f"context length in tokens (0 = automatic, else at least {MIN_CONTEXT})"
     )
     p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
+    p.add_argument(
+        "--workers", metavar="HOST:PORT[,HOST:PORT]", help="spread the model over these `llamadesk worker`s"
+    )
     p.add_argument("--template", metavar="FILE", help="a Jinja chat template to use instead of the model's")
     p.add_argument("--json", action="store_true", help="print one JSON object with the reply and its stats")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        type=text_arg,
+        help="chat with a model of a remote OpenAI-compatible server (a URL, or a name from `servers list`)",
+    )
+    p.add_argument("--api-key", type=text_arg, help="the remote server's API key (default: the one stored)")
     p.add_argument(
         "--show-thinking",
         action="store_true",
         help="print a reasoning model's thinking too (dimmed on a terminal); it is hidden by default",
+    )
+    p.add_argument(
+        "--docs",
+        metavar="NAME[,NAME]",
+        type=text_arg,
+        help="answer from these document collections, citing numbered sources (see `llamadesk docs`)",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument(
@@ -165,6 +181,61 @@ def _model_parsers(sub: argparse._SubParsersAction) -> None:
     _handler(p, "models:cmd_models_remove")
 
 
+def _docs_parsers(sub: argparse._SubParsersAction) -> None:
+    """Document collections: index files, list them, search them."""
+    docs = sub.add_parser("docs", help="index documents into collections and search them")
+    docs_sub = docs.add_subparsers(dest="docs_command", metavar="COMMAND")
+    docs.set_defaults(usage=docs)
+    embed_help = "also search by meaning with this GGUF embedding model (a path or library name)"
+
+    p = docs_sub.add_parser("add", help="index files and folders into a collection (created if new)")
+    p.add_argument("name", type=text_arg, help="the collection's name")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".txt, .md, .pdf, .docx, .html files or folders")
+    p.add_argument("--embed", metavar="MODEL", help=embed_help)
+    _handler(p, "docs:cmd_docs_add")
+
+    p = docs_sub.add_parser("refresh", help="re-check a collection: index changed files, drop deleted ones")
+    p.add_argument("name", type=text_arg, help="the collection's name")
+    p.add_argument("--embed", metavar="MODEL", help=embed_help)
+    _handler(p, "docs:cmd_docs_refresh")
+
+    p = docs_sub.add_parser("list", help="list collections, or the files of one (with skip reasons)")
+    p.add_argument("name", nargs="?", type=text_arg, help="a collection to list the files of")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "docs:cmd_docs_list")
+
+    p = docs_sub.add_parser("remove", help="forget a collection (the files themselves are untouched)")
+    p.add_argument("name", type=text_arg, help="the collection's name")
+    _handler(p, "docs:cmd_docs_remove")
+
+    p = docs_sub.add_parser("search", help="the passages that best answer a question")
+    p.add_argument("name", type=text_arg, help="the collection's name (several: NAME1,NAME2)")
+    p.add_argument("query", type=text_arg, help="the question or words to look for")
+    p.add_argument("--k", type=bounded_int(1, 100, "a passage count"), default=5, help="how many (default 5)")
+    p.add_argument("--embed", metavar="MODEL", help=embed_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "docs:cmd_docs_search")
+
+
+def _servers_parsers(sub: argparse._SubParsersAction) -> None:
+    servers = sub.add_parser("servers", help="list, add and remove remote OpenAI-compatible servers")
+    servers_sub = servers.add_subparsers(dest="servers_command", metavar="COMMAND", parser_class=Parser)
+    servers.set_defaults(usage=servers)
+    p = servers_sub.add_parser("list", help="each server, whether it answers, and its models")
+    p.add_argument("--no-check", action="store_true", help="only list them; do not contact them")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _handler(p, "servers:cmd_servers_list")
+    p = servers_sub.add_parser("add", help="add a server (llama-server, vLLM, Ollama, LM Studio, LlamaDesk…)")
+    p.add_argument("url", type=text_arg, help="its base URL, such as http://192.168.1.20:8080")
+    p.add_argument("--name", type=text_arg, help="the name shown in the model picker (default host:port)")
+    p.add_argument("--api-key", type=text_arg, help="its API key, kept in the system keyring")
+    p.add_argument("--no-check", action="store_true", help="add it without contacting it")
+    _handler(p, "servers:cmd_servers_add")
+    p = servers_sub.add_parser("remove", help="forget a server and its API key")
+    p.add_argument("name", type=text_arg, help="its name or URL (see `servers list`)")
+    _handler(p, "servers:cmd_servers_remove")
+
+
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (Ctrl+C stops)")
     p.add_argument("-m", "--model", help="a .gguf path or library model to load first (default: none)")
@@ -180,6 +251,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gpu-layers", type=_LAYERS, help="layers on the GPU (-1 all, 0 none, -2 automatic)")
     _handler(p, "serve:cmd_serve")
+
+
+def _worker_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="lend this machine's GPU or CPU to LlamaDesk elsewhere (llama.cpp RPC)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=bounded_int(1, 65535, "a port"), default=50052, help="TCP port (50052)")
+    p.add_argument("--device", help="the llama.cpp device to serve, e.g. CUDA0 (default: the GPUs, else CPU)")
+    p.add_argument("--threads", type=bounded_int(1, 512, "a thread count"), help="CPU threads")
+    p.add_argument("--cache", action="store_true", help="keep received tensors on disk for the next client")
+    _handler(p, "worker:cmd_worker")
 
 
 def _lab_parsers(sub: argparse._SubParsersAction) -> None:
@@ -244,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     _hub_parsers(sub)
     _model_parsers(sub)
     _lab_parsers(sub)
+    _docs_parsers(sub)
     _serve_parser(sub)
+    _servers_parsers(sub)
+    _worker_parser(sub)
     return parser
 
 

@@ -135,15 +135,22 @@ class _Session:
         self.conversation_id = conversation_id
         self.leaf_id = leaf_id
         self.reply: StreamingReply | None = None
+        self.sources: Any = None  # the MessageSources the question is sent with (chat --docs)
 
     def begin(self, prompt: str, model: str, system: str | None) -> None:
         if self.conversation_id is None:
             self.conversation_id = self.store.create_conversation(model=model, system_prompt=system).id
         user = self.store.add_message(self.conversation_id, "user", prompt, parent_id=self.leaf_id)
+        if self.sources is not None:
+            self.store.set_message_sources(user.id, self.sources)
         self.reply = self.store.stream_reply(self.conversation_id, parent_id=user.id, model=model)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    if getattr(args, "server", None):  # a remote OpenAI-compatible server instead of a local model
+        from .servers import cmd_chat_remote
+
+        return cmd_chat_remote(args)
     prompt = _read_prompt(args)
     paths = get_paths().ensure()
     settings_store = SettingsStore(paths.settings_file)
@@ -159,7 +166,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         runtime_changes["n_ctx"] = args.ctx
     if args.gpu_layers is not None:
         runtime_changes["n_gpu_layers"] = args.gpu_layers
+    if getattr(args, "workers", None) is not None:  # llama.cpp RPC workers (cli/worker.py)
+        runtime_changes["workers"] = [w for w in args.workers.split(",") if w.strip()]
     runtime = validated_update(settings.runtime, **runtime_changes)
+    if runtime.workers:
+        from .worker import announce_workers
+
+        announce_workers(model_path, runtime, quiet=args.json)
     override = _template_override(args, settings, model, models_dir)
 
     session: _Session | None = None
@@ -182,7 +195,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if system is None:
                 system = conversation.system_prompt
     # The branch the user is on, then the new message: the same rule as the window's.
-    built = build_messages(system, path, new_user_message=prompt)
+    docs = None  # --docs: the question is sent after numbered sources from these collections
+    if getattr(args, "docs", None):
+        from ..chat.sources import search_collections
+
+        names = [name.strip() for name in args.docs.split(",") if name.strip()]
+        docs = search_collections(
+            paths.data_dir, names, prompt, n_ctx=runtime.n_ctx or 4096, reply_tokens=generation.max_tokens
+        )
+    contexts: dict[int, str] = {}  # earlier questions go with the sources stored with them, as in the window
+    if session is not None:
+        stored = session.store.message_sources([m.id for m in path])
+        contexts = {i: found.context for i, found in stored.items()}
+        session.sources = docs
+    question = f"{docs.context}\n\n{prompt}" if docs is not None and docs.context else prompt
+    built = build_messages(system, path, new_user_message=question, contexts=contexts)
     thought = {m.id: m.thinking for m in path if getattr(m, "thinking", "")}
     messages: list[dict[str, Any]] = [
         {**m, "thinking": thought[ids[0]]} if len(ids) == 1 and ids[0] in thought else dict(m)
@@ -284,9 +311,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
             }
             if session is not None and session.conversation_id is not None:
                 out["conversation_id"] = session.conversation_id
+            if docs is not None:
+                from dataclasses import asdict
+
+                out["sources"] = [asdict(source) for source in docs.sources]
             print(json.dumps(out, ensure_ascii=False))
         else:
             sys.stdout.write("\n")
+            if docs is not None:
+                from ..chat.sources import sources_lines
+
+                print("\n".join(["Sources:", *sources_lines(docs)]) if docs.sources else "(no sources found)")
             if session is not None and session.conversation_id is not None:
                 print(f"llamadesk: conversation {session.conversation_id}", file=sys.stderr)
         if stats.error:

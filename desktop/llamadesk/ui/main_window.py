@@ -20,6 +20,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QLabel,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
@@ -32,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..chat.store import ConversationStore
-from ..engine import load_policy
+from ..engine import load_policy, rpc
 from ..paths import Paths, starter_model_path
 from ..secrets import SecretStore
 from ..settings import Settings, SettingsError, SettingsStore
@@ -40,11 +41,13 @@ from .banner import Banner
 from .chat_view import ChatView
 from .composer import Composer
 from .conversation_session import ConversationSession
+from .documents_session import DocumentsSession
 from .empty_state import EmptyState
 from .hub_windows import HubWindows
 from .inference import InferenceController
 from .model_picker import LoadProgress, ModelPicker
 from .model_session import Library, ModelSession
+from .remote_preferences import open_remote_tab
 from .reply_session import ReplySession
 from .resources import icon
 from .server_controller import open_server_tab, wire_server
@@ -111,11 +114,15 @@ class MainWindow(QMainWindow):
         self.models = ModelSession(self, library_factory)
         self.hub = HubWindows(self)
         self.commands = WindowActions(self)
+        self.documents = DocumentsSession(self)  # the Documents dock, a chat's collections, retrieval
         self.load_progress_action = self.commands.load_progress_action
         self._connect()
         self._restore_state()
         self.update_state()
         self.api_server = wire_server(self)  # the local API server, when Preferences → Server says so
+        self.api_server.model_loaded.connect(
+            lambda _path: self.controller.adopt_loaded(self.controller.service.loaded)
+        )
 
     # ------------------------------------------------------------------ building
 
@@ -174,6 +181,10 @@ class MainWindow(QMainWindow):
 
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
+        self.workers_label = QLabel("", self)  # the llama.cpp RPC workers the loaded model is spread over
+        self.workers_label.setObjectName("workersStatus")
+        self.status.addPermanentWidget(self.workers_label)
+        self.workers_label.hide()
         self.resize(1100, 720)
 
     def _connect(self) -> None:
@@ -243,6 +254,9 @@ class MainWindow(QMainWindow):
         for action in (commands.rename_action, commands.pin_action, commands.delete_action):
             action.setEnabled(has_conversation)
         commands.export_action.setEnabled(has_conversation)
+        workers = rpc.workers_in_use() if loaded else ()
+        self.workers_label.setText("Workers: " + ", ".join(workers))
+        self.workers_label.setVisible(bool(workers))
         show_empty = not has_conversation and not loaded and not loading
         self.stack.setCurrentWidget(self.empty_state if show_empty else self.chat_view)
 
@@ -309,7 +323,13 @@ class MainWindow(QMainWindow):
     def apply_settings(self, settings: Settings, token: str | None = None) -> None:
         """Use and save new settings (from Preferences); generation changes apply to the next reply."""
         # Preferences edits a copy taken when it opened: keep what changed elsewhere meanwhile.
-        settings = settings.model_copy(update={"template_overrides": dict(self.settings.template_overrides)})
+        settings = settings.model_copy(
+            update={
+                "template_overrides": dict(self.settings.template_overrides),
+                "remote_servers": list(self.settings.remote_servers),  # edited by its own tab
+                "server": self.settings.server.model_copy(),  # so is the local API server's section
+            }
+        )
         settings.app.last_model = self.settings.app.last_model
         folder_changed = settings.app.models_dir != self.settings.app.models_dir
         old_default = self.settings.app.default_system_prompt
@@ -362,7 +382,7 @@ class MainWindow(QMainWindow):
             return self.preferences_dialog
         loaded = self.controller.loaded
         auto_layers: int | None = None
-        if loaded is not None:  # what "Auto" would choose for this model, whatever it was loaded with
+        if loaded is not None and self.controller.remote is None:  # what "Auto" would choose for this model
             planning = self.models.planning_hardware()
             auto_layers = load_policy.auto_gpu_layers(loaded.info, planning, loaded.n_ctx)
         dialog = PreferencesDialog(
@@ -385,6 +405,7 @@ class MainWindow(QMainWindow):
         dialog.deleteAllRequested.connect(self.conversations.delete_all)
         dialog.destroyed.connect(lambda: setattr(self, "preferences_dialog", None))
         open_server_tab(self, dialog)
+        open_remote_tab(self, dialog)
         self.preferences_dialog = dialog
         dialog.open()
         return dialog
@@ -449,6 +470,7 @@ class MainWindow(QMainWindow):
         self.hub.shutdown(deadline)
         self.api_server.shutdown(timeout_s=max(0.0, deadline - time.monotonic()) / 2)
         self.controller.shutdown(timeout_s=max(0.0, deadline - time.monotonic()))
+        self.documents.shutdown()  # indexing stops after its file; what was indexed stays
         self.store_signals.close()
         self.store.close()
         event.accept()

@@ -1,5 +1,6 @@
 """The model: the library and the picker, choosing, planning and loading, the "may not fit"
-question, the chat template, and the loaded model's identity.
+question, the chat template, and the loaded model's identity; or a remote server's model
+(:class:`~llamadesk.ui.remote_models.RemoteCatalog` lists them), used without loading anything.
 
 Part of the main window: it holds the window and reaches the other parts through it. Fit
 decisions and their texts come from the Qt-free :mod:`llamadesk.engine.load_policy`.
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ..engine import load_policy
@@ -24,6 +25,8 @@ from ..settings import RuntimeSettings
 from .inference import LoadedModel
 from .library_listing import CHECKING_TEXT, UNCHECKED, Library, LibraryListing
 from .model_picker import ModelEntry
+from .model_workers import ModelWorkers
+from .remote_models import RemoteCatalog
 
 if TYPE_CHECKING:
     from ..engine import GGUFInfo, Hardware
@@ -56,6 +59,7 @@ class ModelSession(QObject):
         self._library_lock = threading.Lock()
         self._models_dir = self.models_dir_setting()
         self._restore_pending = False
+        self._restore_remote = ""  # the remote model used last time, chosen again once its server answers
         self._checking: Path | None = None  # the model whose file is being checked before it loads
         self._loading_path: Path | None = None
         self._load_cancelled = False
@@ -66,12 +70,19 @@ class ModelSession(QObject):
         self.listing.reading.connect(window.status.set_reading)
         self.listing.finished.connect(self._on_listing_finished)
         self.listing.failed.connect(self._on_listing_failed)
+        self.remote = RemoteCatalog(window)
+        self.remote.changed.connect(self._fill_remote)
+        window.model_picker.remoteChosen.connect(self.use_remote)
+        window.model_picker.listOpening.connect(self.remote.refresh_if_stale)
+        if window.settings.remote_servers:
+            QTimer.singleShot(0, self.remote.refresh)  # once the window is up; never blocks it
         c = window.controller
         c.modelLoading.connect(self._on_model_loading)
         c.loadProgress.connect(window.load_progress.set_progress)
         c.modelLoaded.connect(self._on_model_loaded)
         c.modelLoadFailed.connect(self._on_model_load_failed)
         c.modelUnloaded.connect(self._on_model_unloaded)
+        self.workers = ModelWorkers(self)  # RPC workers: probed before a load, a lost one offered away
 
     @property
     def loading(self) -> bool:
@@ -91,6 +102,9 @@ class ModelSession(QObject):
     def _identify(self, path: Path | None) -> tuple[str, str]:
         """(preset key, display name) of ``path`` or of the loaded model (remembered: replies ask
         for it on every send). Answered from the listing, never by reading the file."""
+        remote = self.window.controller.remote
+        if remote is not None and (path is None or str(path) == str(Path(remote.key))):
+            return remote.key, remote.display_name
         if path is None:
             loaded = self.window.controller.loaded
             if loaded is None:
@@ -184,8 +198,8 @@ class ModelSession(QObject):
         hardware: Hardware | None = None
         entries = []
         for model in models:
-            if getattr(model, "kind", "model") != "model":
-                continue
+            if getattr(model, "kind", "model") != "model" or getattr(model, "is_embedding", False):
+                continue  # embedding models serve document search, not chat
             info = model.info
             fit = ""
             if info is not None and model.state == "ok":
@@ -215,6 +229,40 @@ class ModelSession(QObject):
         if self._restore_pending:
             self._restore_pending = False
             self.restore_last_model()
+
+    def _fill_remote(self, statuses: list[Any]) -> None:
+        self.window.model_picker.set_remote(statuses)
+        self.reset_picker()
+        if self._restore_remote and not self.remote.checking:
+            self._use_last_remote()
+
+    def _use_last_remote(self) -> None:
+        """Choose the remote model used last time again, if its server lists it now and nothing else
+        was chosen meanwhile."""
+        wanted, self._restore_remote = self._restore_remote, ""
+        controller = self.window.controller
+        if controller.loaded is not None or controller.busy or self._checking is not None:
+            return
+        for server, model in self.window.model_picker.remote_entries():
+            if self.remote.model(server, model) is not None and f"remote:{server}/{model}" == wanted:
+                self.use_remote(server, model)
+                return
+
+    def use_remote(self, server: str, model: str) -> bool:
+        """Chat with ``model`` of the remote server called ``server`` from now on (nothing loads).
+        False when it can't be chosen now (a reply, a load or a check runs)."""
+        window = self.window
+        if window.controller.busy or self._checking is not None:
+            window.show_info("Wait for the current reply or load to finish first.")
+            self.reset_picker()
+            return False
+        chosen = self.remote.model(server, model)
+        if chosen is None:
+            window.show_error(f"The remote server {server!r} is no longer listed", topic="model")
+            self.reset_picker()
+            return False
+        window.controller.use_remote(chosen, self.remote.api_key(server))
+        return True
 
     def show_model_list(self) -> None:
         picker = self.window.model_picker
@@ -259,18 +307,21 @@ class ModelSession(QObject):
 
         self.window.tasks.run(lambda: library.import_model(path, copy=False), imported, failed)
 
-    def load_model(self, path: Path, *, confirm: bool = True) -> bool:
+    def load_model(self, path: Path, *, confirm: bool = True, runtime: RuntimeSettings | None = None) -> bool:
         """Check the file on a worker (``inspect_gguf``), then say whether it may not fit or load
-        it on the inference thread. False when it can't start now (a reply, a load or a check runs)."""
+        it on the inference thread. False when it can't start now (a reply, a load or a check runs).
+        ``runtime``: load with these settings instead of the model's preset or the general ones."""
         window = self.window
         if window.controller.busy or self._checking is not None:
             window.show_info("Wait for the current reply or load to finish first.")
             self.reset_picker()
             return False
-        self._check(Path(path), confirm=confirm, quiet=False)
+        self._check(Path(path), confirm=confirm, quiet=False, runtime=runtime)
         return True
 
-    def _check(self, path: Path, *, confirm: bool, quiet: bool) -> None:
+    def _check(
+        self, path: Path, *, confirm: bool, quiet: bool, runtime: RuntimeSettings | None = None
+    ) -> None:
         """Read (or look up) the model's facts in the background, then plan and load it;
         ``quiet``: a file that can't be used is only logged (the last model, at start-up)."""
         from ..engine import inspect_gguf
@@ -282,7 +333,7 @@ class ModelSession(QObject):
 
         def checked(info: GGUFInfo) -> None:
             self._checking = None
-            self._plan_load(path, info, confirm)
+            self._plan_load(path, info, confirm, runtime)
             window.update_state()
 
         def failed(error: LlamaDeskError) -> None:
@@ -296,9 +347,14 @@ class ModelSession(QObject):
 
         window.tasks.run(lambda: inspect_gguf(path), checked, failed, channel="model-check")
 
-    def _plan_load(self, path: Path, info: GGUFInfo, confirm: bool) -> None:
+    def _plan_load(
+        self, path: Path, info: GGUFInfo, confirm: bool, runtime: RuntimeSettings | None = None
+    ) -> None:
         """Load a checked model, first asking when it may not fit in this machine's memory."""
-        runtime = self.runtime_for(self.model_key(path))
+        runtime = runtime or self.runtime_for(self.model_key(path))
+        if runtime.workers:  # probed first (off this thread); the split is shown, or asked about
+            self.workers.plan(path, info, runtime, confirm)
+            return
         if confirm:
             try:
                 hardware = self.planning_hardware()
@@ -321,6 +377,7 @@ class ModelSession(QObject):
         # The disk budget for saved conversation states (Preferences → Storage) applies from this load on.
         budget_mb = window.settings.app.state_disk_budget_mb
         window.controller.service.cache.states.disk_budget = budget_mb * 1024 * 1024
+        self.workers.loading(path, runtime)
         window.controller.load_model(
             path, runtime, template_override=window.settings.template_overrides.get(key)
         )
@@ -383,6 +440,11 @@ class ModelSession(QObject):
         if loaded is None:
             window.show_info("Load a model first to see or change its chat template.", topic="model")
             return
+        if window.controller.remote is not None:
+            window.show_info(
+                f"{window.controller.remote.server} applies its own chat template to its models."
+            )
+            return
         key = self.model_key()
         dialog = TemplateDialog(
             self.model_name() or loaded.path.stem,
@@ -407,7 +469,10 @@ class ModelSession(QObject):
         self.reload_model()
 
     def reload_model(self) -> None:
-        """Load the current model again (after runtime settings changed)."""
+        """Load the current model again (after runtime settings changed); a remote one is checked again."""
+        if self.window.controller.remote is not None:
+            self.remote.refresh()
+            return
         loaded = self.window.controller.loaded
         if loaded is not None:
             self.load_model(loaded.path, confirm=False)
@@ -420,14 +485,22 @@ class ModelSession(QObject):
     def restore_last_model(self) -> None:
         """Load the model used last time, if it is still there and usable (checked in the background)."""
         last = self.window.settings.app.last_model
+        if last.startswith("remote:"):  # a remote model: chosen again once its server was checked
+            self._restore_remote = last
+            if self.remote.statuses and not self.remote.checking:
+                self._use_last_remote()
+            return
         if not last or not Path(last).is_file() or self.window.controller.busy or self._checking:
             return
         self._check(Path(last), confirm=False, quiet=True)
 
     def reset_picker(self) -> None:
         """Show the model being checked or loaded, else the loaded one, after a choice that was not taken."""
-        loaded = self.window.controller.loaded
-        current = self._checking or self._loading_path or (loaded.path if loaded else None)
+        controller = self.window.controller
+        loaded = controller.loaded
+        current: Path | str | None = self._checking or self._loading_path or (loaded.path if loaded else None)
+        if controller.remote is not None and self._checking is None and self._loading_path is None:
+            current = controller.remote.key
         self.window.model_picker.set_current_path(current)
 
     # -- the controller's answers
@@ -444,6 +517,9 @@ class ModelSession(QObject):
     def _on_model_loaded(self, loaded: LoadedModel) -> None:
         window = self.window
         if window.closed:
+            return
+        if window.controller.remote is not None:
+            self._on_remote_chosen()
             return
         self._loading_path = None
         window.load_progress_action.setVisible(False)
@@ -469,6 +545,21 @@ class ModelSession(QObject):
         window.conversations.refresh_chat()
         window.update_state()
 
+    def _on_remote_chosen(self) -> None:
+        """A remote model is in use: say so in the status bar and the picker."""
+        window = self.window
+        remote = window.controller.remote
+        assert remote is not None
+        window.status.set_model(remote.display_name, backend=f"remote: {remote.url}")
+        window.status.layers_label.setText("")
+        window.model_picker.set_current_path(remote.key)
+        if window.settings.app.last_model != remote.key:  # chosen again at the next start
+            window.settings.app.last_model = remote.key
+            window.save_settings()
+        window.banner.retract("model")
+        window.conversations.refresh_chat()
+        window.update_state()
+
     def _on_model_load_failed(self, message: str) -> None:
         window = self.window
         if window.closed:
@@ -481,6 +572,8 @@ class ModelSession(QObject):
             window.show_info(
                 "Loading was cancelled. Choose a model to load when you are ready.", topic="model"
             )
+        elif self.workers.offer_reload(message):  # a worker was lost while loading
+            pass
         else:
             window.show_error(
                 message, "Choose another model, or lower the context length in Preferences.", topic="model"
