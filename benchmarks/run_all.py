@@ -30,6 +30,8 @@ SCRIPTS = [
     ("Context reuse per chat template", ["template_reuse.py"]),
     ("Downloads", ["bench_download.py", "--size-mb", "500", "--rounds", "3"]),
     ("Documents: retrieval quality and speed", ["bench_docs.py"]),
+    ("Documents in a chat: follow-ups keep the cache", ["bench_docs_chat.py"]),
+    ("Documents: the window while indexing", ["bench_docs_gui.py"]),
     ("One model across two RPC workers", ["bench_rpc.py"]),
 ]
 
