@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -61,6 +61,12 @@ class Settings(_Model):
         default_factory=dict,
         description="Chat templates set by the user per model (by model key), used instead of its own.",
     )
+    thinking_defaults: dict[Text, Literal["on", "off", "low", "medium", "high"]] = Field(
+        default_factory=dict,
+        max_length=4096,
+        description="The composer's Think switch as last set for each model without a preset (by model "
+        "key); a model with a preset keeps it in the preset.",
+    )
     server: ServerSettings = Field(default_factory=ServerSettings)
     remote_servers: list[RemoteServer] = Field(
         default_factory=list,
@@ -74,6 +80,32 @@ class Settings(_Model):
         if preset is None:
             return self.generation, self.runtime
         return preset.generation, preset.runtime
+
+    def thinking_for(self, model_key: str) -> str:
+        """The Think choice a model loads with ("" = its template's default): its preset's when set,
+        else the one last chosen for it in the composer."""
+        preset = self.presets.get(model_key)
+        if preset is not None and preset.thinking:
+            return preset.thinking
+        return self.thinking_defaults.get(model_key, "")
+
+    def remember_thinking(self, model_key: str, choice: str) -> bool:
+        """Make ``choice`` the model's Think default: in its preset if it has one (no preset is made
+        for this alone), else in ``thinking_defaults``. True when something changed."""
+        if not model_key or self.thinking_for(model_key) == choice:
+            return False
+        preset = self.presets.get(model_key)
+        defaults = dict(self.thinking_defaults)
+        defaults.pop(model_key, None)
+        try:
+            if preset is not None:
+                preset.thinking = choice  # type: ignore[assignment]  # validated on assignment
+            elif choice:
+                defaults[model_key] = choice  # type: ignore[assignment]
+            self.thinking_defaults = defaults
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc)) from exc
+        return True
 
 
 def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:

@@ -170,12 +170,14 @@ def test_delete_all_compacts_off_the_gui_thread(
 def test_applying_general_preferences_keeps_the_api_server_settings(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path
 ) -> None:
-    """The Server tab applies its own section: a temperature change must not reset its port to default."""
+    """The Server tab applies its own section and the Think switch its own map: a temperature change in
+    Preferences must reset neither."""
     from llamadesk.settings import Settings, SettingsStore
 
     settings = Settings()
     settings.server.port = 9999
     settings.server.allowed_origins = ["http://localhost:5173"]
+    settings.thinking_defaults = {"some-model": "off"}  # the composer's Think switch, kept per model
     SettingsStore(get_paths(llamadesk_home).ensure().settings_file).save(settings)
     window = make_window()
     dialog = window.open_preferences()
@@ -184,6 +186,8 @@ def test_applying_general_preferences_keeps_the_api_server_settings(
     assert window.settings.generation.temperature == pytest.approx(0.3)
     assert window.settings.server.port == 9999
     assert window.settings.server.allowed_origins == ["http://localhost:5173"]
+    assert window.settings.thinking_defaults == {"some-model": "off"}
     saved = SettingsStore(get_paths(llamadesk_home).settings_file).load()
     assert saved.server.port == 9999
+    assert saved.thinking_defaults == {"some-model": "off"}
     dialog.close()

@@ -167,7 +167,9 @@ async def chat_completions(request: Request) -> Response:
         )
         if ctx.history is not None and ctx.config.store_requests:
             history, sent = ctx.history, prepared.messages
-            answer.on_finished = lambda text, stats: history.record(model_id, sent, text, stats.to_dict())
+            answer.on_finished = lambda text, stats, prompt: history.record(
+                model_id, sent, text, stats.to_dict(), prompt=prompt, channels=answer.channels
+            )
 
         def submit(events: Events) -> Any:
             return ctx.host.service.chat(

@@ -53,7 +53,8 @@ class Answer:
     channels: bool = False  # the template writes gpt-oss channel markers
     schema: dict[str, Any] | None = None  # response_format's JSON schema: the reply is checked against it
     prefix: str = ""  # text completions with echo: the prompt, written before the reply
-    on_finished: Callable[[str, GenerationStats], None] | None = None  # the reply, stored when asked
+    # the reply, stored when asked: its raw text, stats and the prompt it continued
+    on_finished: Callable[[str, GenerationStats, str], None] | None = None
     id: str = ""
     created: int = 0
 
@@ -205,7 +206,7 @@ async def respond(
         if result.stats.error:
             raise APIError(500, result.stats.error, type="server_error", code="generation_failed")
         if answer.on_finished is not None:
-            answer.on_finished(result.text, result.stats)
+            answer.on_finished(result.text, result.stats, result.fit.prompt)
         return JSONResponse(answer.whole(result.text, result.stats, result.fit.prompt), headers=headers)
     except ClientGone:
         job.stop()
@@ -295,7 +296,7 @@ async def _stream(
             yield answer.usage_chunk(stats)
         yield DONE
         if answer.on_finished is not None:
-            answer.on_finished(result.text, stats)
+            answer.on_finished(result.text, stats, result.fit.prompt)
     finally:
         job.stop()  # the client went away (or the stream ended): the reply stops within a token
         await _close(resources)

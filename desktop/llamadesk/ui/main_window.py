@@ -326,11 +326,15 @@ class MainWindow(QMainWindow):
         settings = settings.model_copy(
             update={
                 "template_overrides": dict(self.settings.template_overrides),
+                "thinking_defaults": dict(self.settings.thinking_defaults),  # the composer's Think switch
                 "remote_servers": list(self.settings.remote_servers),  # edited by its own tab
                 "server": self.settings.server.model_copy(),  # so is the local API server's section
             }
         )
         settings.app.last_model = self.settings.app.last_model
+        for key, preset in settings.presets.items():  # the Think switch may have changed it meanwhile
+            if key in self.settings.presets:
+                preset.thinking = self.settings.presets[key].thinking
         folder_changed = settings.app.models_dir != self.settings.app.models_dir
         old_default = self.settings.app.default_system_prompt
         self.settings = settings

@@ -82,6 +82,7 @@ class ModelSession(QObject):
         c.modelLoaded.connect(self._on_model_loaded)
         c.modelLoadFailed.connect(self._on_model_load_failed)
         c.modelUnloaded.connect(self._on_model_unloaded)
+        window.composer.thinkingChanged.connect(self.remember_thinking)
         self.workers = ModelWorkers(self)  # RPC workers: probed before a load, a lost one offered away
 
     @property
@@ -125,6 +126,13 @@ class ModelSession(QObject):
         from ..hub.quant import display_name
 
         return f"file:{real}", display_name(Path(path).name)
+
+    def remember_thinking(self, choice: str) -> None:
+        """Keep the composer's Think choice as the loaded model's default, for its next load too."""
+        window = self.window
+        local = window.controller.loaded is not None and window.controller.remote is None
+        if local and window.settings.remember_thinking(self.model_key(), choice):
+            window.save_settings()
 
     # -- the library and the picker
 
