@@ -304,6 +304,15 @@ class AppSettings(_Model):
         description="Where downloaded models are stored. Empty = the default folder in the data directory.",
         json_schema_extra={"tab": "model", "widget": "folder"},
     )
+    documents_embedding_model: Text = Field(
+        "",
+        max_length=4096,
+        title="Documents embedding model",
+        description="An embedding model from the library (name or file) that lets chats with documents "
+        "search by meaning as well as by words. Empty = words only. Files already indexed get vectors "
+        "when their collection is refreshed.",
+        json_schema_extra={"tab": "model", "object_name": "documentsEmbeddingModelEdit"},
+    )
     max_parallel_downloads: int = Field(
         1,
         ge=1,

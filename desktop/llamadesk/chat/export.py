@@ -3,15 +3,18 @@
 The JSON form keeps the active path as OpenAI-style ``messages`` (ready to send to any
 chat API) and every branch, with status and stats, in ``tree``. A reasoning model's thinking is
 kept apart from the answer: ``reasoning_content`` in ``messages``, ``thinking`` in ``tree``, and a
-collapsed ``<details>`` section in Markdown.
+collapsed ``<details>`` section in Markdown. The documents a question was answered from are kept
+too: a "Sources" list under the answer in Markdown, ``sources`` (and ``sources_context``, the text
+sent before the question) on the question in ``tree``, restored by the import.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .records import (
     DEFAULT_TITLE,
@@ -24,6 +27,9 @@ from .records import (
     clean_title,
     stat_number,
 )
+
+if TYPE_CHECKING:
+    from .store.documents import MessageSources
 
 EXPORT_FORMAT = "llamadesk.conversation"
 EXPORT_VERSION = 1
@@ -117,8 +123,12 @@ def parse_time(value: object) -> float | None:
     raise ValueError(f"not a time: {value!r}")
 
 
-def to_markdown(conversation: Conversation, path: list[Message]) -> str:
-    """The active path as a readable Markdown document."""
+def to_markdown(
+    conversation: Conversation, path: list[Message], sources: Mapping[int, MessageSources] | None = None
+) -> str:
+    """The active path as a readable Markdown document; ``sources`` (by question id) are listed
+    under the answer to each question (under the question when it has no answer)."""
+    found = sources or {}
     lines = [f"# {conversation.title}", ""]
     meta = [f"Created {_local_time(conversation.created_at)}"]
     if conversation.model:
@@ -149,15 +159,43 @@ def to_markdown(conversation: Conversation, path: list[Message]) -> str:
         note = _STATUS_NOTES.get(message.status)
         if note:
             lines += [f"_({note})_", ""]
+        lines += _sources_markdown(message, path, found)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def to_json(conversation: Conversation, messages: list[Message], path: list[Message]) -> dict[str, Any]:
+def _sources_markdown(
+    message: Message, path: list[Message], found: Mapping[int, MessageSources]
+) -> list[str]:
+    """The "Sources" list shown after ``message``: its question's sources when it answers one, its
+    own when it is a question with no answer after it on ``path``."""
+    if message.role == "assistant" and message.parent_id is not None:
+        question = found.get(message.parent_id)
+    elif message.role == "user" and message is path[-1]:
+        question = found.get(message.id)
+    else:
+        question = None
+    if question is None or not question.sources:
+        return []
+    lines = ["**Sources**", ""]
+    for source in question.sources:
+        where = f" — {source.location}" if source.location else ""
+        lines.append(f"- [{source.number}] {source.title}{where}")
+    return [*lines, ""]
+
+
+def to_json(
+    conversation: Conversation,
+    messages: list[Message],
+    path: list[Message],
+    sources: Mapping[int, MessageSources] | None = None,
+) -> dict[str, Any]:
     """The whole conversation: OpenAI ``messages`` of the active path, every branch in ``tree``.
 
     ``messages`` are ordered parents first; ids in the file are 1..n and local to it. A parent that
     does not come before its message (a damaged database) is written as none, so the file imports.
+    A question's ``sources`` (by message id) go on its ``tree`` entry.
     """
+    found = sources or {}
     local = {message.id: index for index, message in enumerate(messages, start=1)}
 
     def parent(message: Message) -> int | None:
@@ -179,6 +217,7 @@ def to_json(conversation: Conversation, messages: list[Message], path: list[Mess
             "model": message.model,
             "stats": message.stats,
             "created": iso_time(message.created_at),
+            **_sources_json(found.get(message.id)),
         }
         for message in messages
     ]
@@ -196,6 +235,15 @@ def to_json(conversation: Conversation, messages: list[Message], path: list[Mess
         "active_path": [local[message.id] for message in path],
         "tree": tree,
     }
+
+
+def _sources_json(sources: MessageSources | None) -> dict[str, Any]:
+    """A tree entry's ``sources`` and ``sources_context`` (nothing when the message has none)."""
+    if sources is None or (not sources.sources and not sources.context):
+        return {}
+    from .store.documents import sources_data
+
+    return {"sources": sources_data(sources), "sources_context": sources.context}
 
 
 def _chat_message(message: Message) -> dict[str, Any]:
@@ -219,6 +267,7 @@ class ImportedMessage:
     stats: dict[str, Any] | None = None
     created_at: float | None = None
     thinking: str = ""
+    sources: MessageSources | None = None
 
 
 @dataclass
@@ -312,6 +361,7 @@ def _parse_tree(data: dict[str, Any], result: ImportedConversation) -> None:
                 stats=stats,
                 created_at=parse_time(node.get("created")),
                 thinking=_thinking(node, position),
+                sources=_sources(node, position),
             )
         )
     path = data.get("active_path")
@@ -339,7 +389,12 @@ def _parse_linear(data: dict[str, Any], result: ImportedConversation) -> None:
             continue
         result.messages.append(
             ImportedMessage(
-                key=position, parent=parent, role=role, content=content, thinking=_thinking(node, position)
+                key=position,
+                parent=parent,
+                role=role,
+                content=content,
+                thinking=_thinking(node, position),
+                sources=_sources(node, position),
             )
         )
         parent = position
@@ -381,6 +436,20 @@ def _thinking(node: dict[str, Any], position: int) -> str:
             raise ValueError(f"message {position}: '{key}' must be text")
         return clean_text(value)
     return ""
+
+
+def _sources(node: dict[str, Any], position: int) -> MessageSources | None:
+    """A question's ``sources`` and ``sources_context``; entries that are not sources are left out."""
+    items, context = node.get("sources"), node.get("sources_context")
+    if items is None and context is None:
+        return None
+    if items is not None and not isinstance(items, list):
+        raise ValueError(f"message {position}: 'sources' must be a list")
+    if context is not None and not isinstance(context, str):
+        raise ValueError(f"message {position}: 'sources_context' must be text")
+    from .store.documents import sources_from_data
+
+    return sources_from_data(context, items)
 
 
 # The generation numbers a reply's stats hold (``GenerationStats``): the window adds and formats them.

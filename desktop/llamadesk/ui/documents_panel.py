@@ -9,7 +9,7 @@ Cancel; listing runs on the panel's task runner: the GUI thread never reads a fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..docs import CollectionInfo, DocumentIndex, FileInfo, IndexProgress, IndexReport
+from .documents_embedding import EmbeddingChoice
 from .documents_worker import IndexJob
 from .tasks import TaskRunner
 
@@ -78,6 +79,9 @@ class DocumentsPanel(QWidget):
         self.job.progress.connect(self._on_progress)
         self.job.finished.connect(self._on_indexed)
         self.job.failed.connect(self._on_index_failed)
+        self.job.warning.connect(self._show_problem)
+        # The embedding model new indexing uses (the window sets it from the settings): None = words only.
+        self.embedding: Callable[[], EmbeddingChoice | Path | None] = lambda: None
         self.collections: list[CollectionInfo] = []
         self.files: list[FileInfo] = []
         self._selected = ""
@@ -344,7 +348,7 @@ class DocumentsPanel(QWidget):
         self.cancel_button.show()
         self.cancel_button.setEnabled(True)
         self.status_label.setText(f"Indexing “{name}”…")
-        self.job.start(name, paths)
+        self.job.start(name, paths, self.embedding())
         self._update_buttons()
         return True
 

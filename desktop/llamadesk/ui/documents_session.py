@@ -4,13 +4,15 @@ Part of the main window (``window.documents``). It shows the Documents panel (Vi
 Ctrl+Shift+D), keeps the composer's Documents menu in line with the open chat, links collections to
 conversations in the store (a new chat's choice waits until its first message creates it), turns
 attached files into message text or a collection for the chat, and searches a chat's collections for
-a question off the GUI thread before its reply is written.
+a question off the GUI thread before its reply is written: by words, and by meaning too when the
+Documents embedding model is set (one embedder is kept while the setting stays the same).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +30,9 @@ from ..chat.sources import (
     retrieve_sources,
 )
 from ..chat.store import MessageSources, StoreError
-from ..docs import DocumentIndex
+from ..docs import DocsError, DocumentIndex
 from ..errors import LlamaDeskError
+from .documents_embedding import EmbeddingChoice, HeldEmbedder
 from .documents_panel import DocumentsPanel
 
 if TYPE_CHECKING:
@@ -37,11 +40,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DOCUMENTS_SHORTCUT", "DocumentsSession"]
+__all__ = ["BY_MEANING", "BY_WORDS", "DOCUMENTS_SHORTCUT", "DocumentsSession"]
 
 DOCUMENTS_SHORTCUT = "Ctrl+Shift+D"
 _TOKENIZE_WAIT_S = 5.0  # a count waits this long for the model's tokenizer, then estimates
 _DEFAULT_CTX = 4096  # the context assumed for attachments when no model is loaded
+BY_WORDS = "words"
+BY_MEANING = "words and meaning"
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A search's result on its way to the GUI thread: the sources, how it searched, what went wrong."""
+
+    sources: MessageSources
+    mode: str
+    problem: str = ""
 
 
 class DocumentsSession(QObject):
@@ -52,7 +66,12 @@ class DocumentsSession(QObject):
         self.window = window
         self.pending: list[str] = []  # collections chosen for a new chat, linked when it is created
         self.collections: list[str] = []
+        self.embedder = HeldEmbedder()  # the Documents embedding model, kept while the setting is the same
+        self.last_search = ""  # how the last search ran: BY_WORDS or BY_MEANING ("" before any)
+        self._told = ""  # the embedding problem last shown (each is shown once, not at every question)
+        self._held_setting = ""  # the setting the held embedder was made for
         self.panel = DocumentsPanel(window.paths.data_dir, window)
+        self.panel.embedding = self.embedding_choice
         self.dock = QDockWidget("Documents", window)
         self.dock.setObjectName("documentsDock")
         self.dock.setWidget(self.panel)
@@ -220,6 +239,23 @@ class DocumentsSession(QObject):
 
     # -- retrieval
 
+    def embedding_choice(self) -> EmbeddingChoice:
+        """The embedding model the settings name for documents (resolved later, off the GUI thread)."""
+        app = self.window.settings.app
+        folder = app.models_dir
+        return EmbeddingChoice(
+            app.documents_embedding_model, self.window.paths, Path(folder).expanduser() if folder else None
+        )
+
+    def settings_changed(self) -> None:
+        """The settings were applied: an embedding model no longer named is freed now (off the GUI
+        thread) rather than at the next question, and a problem with the new one is told again."""
+        held = self.embedder.current
+        if held is None or self.embedding_choice().setting.strip() == self._held_setting:
+            return
+        self._told = ""
+        self.window.tasks.run(lambda: self.embedder.close(), lambda _none: None)
+
     def retrieve(
         self,
         names: Iterable[str],
@@ -229,30 +265,66 @@ class DocumentsSession(QObject):
         reply_tokens: int,
         done: Callable[[MessageSources], None],
         failed: Callable[[LlamaDeskError], None],
+        embedding_model: Path | None = None,
     ) -> None:
-        """Search ``names`` for ``question`` on a worker; ``done(sources)`` on the GUI thread."""
+        """Search ``names`` for ``question`` on a worker; ``done(sources)`` on the GUI thread.
+
+        By words, and by meaning with the settings' embedding model (or ``embedding_model``, a model
+        file); an embedding model that cannot be used is reported once and the search uses words.
+        """
         data_dir = self.window.paths.data_dir
         wanted = list(names)
         budget = context_budget(n_ctx, reply_tokens)
         count = self.counter()
+        choice: EmbeddingChoice | Path = embedding_model or self.embedding_choice()
+        self._held_setting = (
+            str(embedding_model) if embedding_model else self.embedding_choice().setting.strip()
+        )
+        held = self.embedder
 
-        def search() -> MessageSources:
+        def search() -> _Found:
+            problem = ""
+            try:
+                embedder = held.get(choice.resolve() if isinstance(choice, EmbeddingChoice) else choice)
+            except DocsError as exc:
+                held.close()
+                embedder, problem = None, str(exc)
             index = DocumentIndex.in_folder(data_dir)
             try:
                 existing = {info.name for info in index.collections()}
                 present = [name for name in wanted if name in existing]
+                mode = BY_MEANING if embedder is not None else BY_WORDS
                 if not present:
-                    return MessageSources()
-                return retrieve_sources(index, present, question, budget_tokens=budget, count_tokens=count)
+                    return _Found(MessageSources(), mode, problem)
+                try:
+                    found = retrieve_sources(
+                        index, present, question, budget_tokens=budget, count_tokens=count, embedder=embedder
+                    )
+                except DocsError as exc:
+                    if embedder is None:
+                        raise
+                    problem, mode = f"{exc} This question was searched by words only.", BY_WORDS
+                    found = retrieve_sources(
+                        index, present, question, budget_tokens=budget, count_tokens=count
+                    )
+                return _Found(found, mode, problem)
             finally:
                 index.close()
 
-        self.window.tasks.run(search, done, failed, channel="retrieve")
+        def searched(found: _Found) -> None:
+            self.last_search = found.mode
+            if found.problem and found.problem != self._told:
+                self.window.show_error(found.problem)
+            self._told = found.problem
+            done(found.sources)
+
+        self.window.tasks.run(search, searched, failed, channel="retrieve")
 
     def cancel_retrieval(self) -> None:
         """Drop the search under way (its answer is never delivered)."""
         self.window.tasks.cancel("retrieve")
 
     def shutdown(self, timeout_s: float = 0.0) -> None:
-        """At close: cancel indexing; what was indexed stays."""
+        """At close: cancel indexing (what was indexed stays) and free the embedding model."""
         self.panel.shutdown(timeout_s)
+        self.embedder.close()

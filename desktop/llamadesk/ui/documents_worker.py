@@ -3,7 +3,8 @@
 A daemon thread starts the indexing child process (:mod:`llamadesk.ui.documents_process`) and
 relays its progress and end as queued signals, so no widget is touched from the worker and the GUI
 thread never waits on a file being read, nor on a parser holding the GIL. Cancel is a
-multiprocessing event the child watches: it stops after the file it is reading.
+multiprocessing event the child watches: it stops after the file it is reading. The Documents
+embedding model is looked up in the library on the worker too; the child embeds with it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from ..docs import IndexProgress
+from ..docs import DocsError, IndexProgress
+from .documents_embedding import EmbeddingChoice
 from .documents_process import cancel_event, run_indexing
 from .tasks import as_error
 
@@ -34,11 +36,13 @@ class IndexJob(QObject):
         progress(IndexProgress): a file is being read.
         finished(str, IndexReport): the collection and what changed (``cancelled`` when stopped).
         failed(str, str): the collection and why indexing failed (its message is for the user).
+        warning(str): the embedding model cannot be used; the files are indexed by words only.
     """
 
     progress = Signal(object)
     finished = Signal(str, object)
     failed = Signal(str, str)
+    warning = Signal(str)
 
     def __init__(self, data_dir: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,8 +62,14 @@ class IndexJob(QObject):
     def _ended(self, *_args: object) -> None:
         self._busy = False
 
-    def start(self, name: str, paths: Sequence[Path] | None) -> None:
-        """Index ``paths`` into ``name`` (created when missing); ``paths`` None refreshes the collection."""
+    def start(
+        self, name: str, paths: Sequence[Path] | None, embedding: EmbeddingChoice | Path | None = None
+    ) -> None:
+        """Index ``paths`` into ``name`` (created when missing); ``paths`` None refreshes the collection.
+
+        ``embedding``: the settings' embedding model (looked up on the worker) or a model file; every
+        chunk then gets a vector as well.
+        """
         if self._busy or (self._thread is not None and self._thread.is_alive()):
             raise RuntimeError("an indexing job is already running")
         self._busy = True
@@ -67,7 +77,7 @@ class IndexJob(QObject):
         self._cancel = cancel = cancel_event()
         files = None if paths is None else [Path(p) for p in paths]
         self._thread = threading.Thread(
-            target=self._work, args=(name, files, cancel), name="llamadesk-index", daemon=True
+            target=self._work, args=(name, files, cancel, embedding), name="llamadesk-index", daemon=True
         )
         self._thread.start()
 
@@ -88,12 +98,30 @@ class IndexJob(QObject):
             with contextlib.suppress(RuntimeError):  # deleted with its window meanwhile
                 getattr(self, signal_name).emit(*args)
 
-    def _work(self, name: str, paths: list[Path] | None, cancel: Any) -> None:
+    def _work(
+        self, name: str, paths: list[Path] | None, cancel: Any, embedding: EmbeddingChoice | Path | None
+    ) -> None:
         def progress(update: IndexProgress) -> None:
             self._emit("progress", update)
 
+        def warn(message: str) -> None:
+            self._emit("warning", message)
+
+        model: Path | None = None
         try:
-            report = run_indexing(self._data_dir, name, paths, cancel=cancel, on_progress=progress)
+            model = embedding.resolve() if isinstance(embedding, EmbeddingChoice) else embedding
+        except DocsError as exc:
+            warn(str(exc))
+        try:
+            report = run_indexing(
+                self._data_dir,
+                name,
+                paths,
+                cancel=cancel,
+                on_progress=progress,
+                embedding_model=model,
+                on_warning=warn,
+            )
         except BaseException as exc:  # reported to the user, never raised on the worker
             self._emit("failed", name, str(as_error(exc)))
             return

@@ -338,6 +338,7 @@ class MainWindow(QMainWindow):
         folder_changed = settings.app.models_dir != self.settings.app.models_dir
         old_default = self.settings.app.default_system_prompt
         self.settings = settings
+        self.documents.settings_changed()  # a new documents embedding model is used from now on
         if self.conversation_id is None and self.system_prompt_edit.toPlainText() == old_default:
             self.conversations.load_system_prompt()  # a new chat not yet sent takes up the new default
         self.save_settings()

@@ -194,6 +194,10 @@ class ReplySession(QObject):
             if self._searching != parent_id or window.closed:
                 return
             self._searching = None
+            if window.conversations.conversation_id != conversation_id:
+                self._take_back(conversation_id, sent)  # its chat was closed meanwhile
+                window.update_state()
+                return
             try:
                 if sources is not None:  # kept even when empty: a new version is asked the same way
                     window.store.set_message_sources(parent_id, sources)
@@ -219,6 +223,34 @@ class ReplySession(QObject):
         )
         return True
 
+    def _take_back(self, conversation_id: int, sent: _SentMessage | None) -> None:
+        """The chat a question was asked in was closed while its documents were searched (the window
+        refuses a switch then, but another window may delete the chat): a question just sent goes back
+        to that chat's message box, unanswered, to be sent again from there."""
+        window = self.window
+        try:
+            title = window.store.get_conversation(conversation_id).title
+        except StoreError:
+            return  # the chat is gone, and the question with it
+        if sent is None:
+            window.show_info(
+                f"The question in “{title}” was not answered: that chat was closed while its documents "
+                "were searched. Open it and ask for the reply again."
+            )
+            return
+        try:
+            window.store.delete_message(sent.message_id)  # the collections it searches stay linked
+        except StoreError as exc:
+            window.show_error(str(exc), f"Open “{title}” and ask for the reply again.")
+            return
+        key = f"drafts/{conversation_id}"
+        typed = str(window.window_state.value(key, "") or "")
+        window.window_state.setValue(key, sent.text + (f"\n\n{typed}" if typed.strip() else ""))
+        window.show_info(
+            f"Your question in “{title}” was not sent: that chat was closed while its documents were "
+            "searched. It is back in that chat's message box."
+        )
+
     def _thinking_prompt(self, path: list[Message]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The prompt's messages and template variables with the composer's thinking choice applied;
         earlier replies' thinking goes along only where the template reads it."""
@@ -239,12 +271,11 @@ class ReplySession(QObject):
         return prepared, variables
 
     def _on_model_loaded(self, loaded: Any) -> None:
-        """Offer the Think switch the new model's template has, set to its preset's default."""
+        """Offer the Think switch the new model's template has, set to the model's default (its
+        preset's, else the choice last made for it)."""
         window = self.window
-        preset = window.settings.presets.get(window.models.model_key(loaded.path))
-        window.composer.set_thinking_control(
-            loaded.chat_format.thinking_control, preset.thinking if preset is not None else ""
-        )
+        choice = window.settings.thinking_for(window.models.model_key(loaded.path))
+        window.composer.set_thinking_control(loaded.chat_format.thinking_control, choice)
 
     def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
         """The loaded model's preset if it has one, else the global settings, plus conversation overrides."""
@@ -266,13 +297,35 @@ class ReplySession(QObject):
         """Stop the reply being written (it is kept as "stopped", even when it had not begun), or
         cancel a model load."""
         if self._searching is not None:
-            self._searching = None
+            question, self._searching = self._searching, None
             self.window.documents.cancel_retrieval()
+            self._stopped_before_reply(question)
             self.window.update_state()
         elif self.generating:
             self.window.controller.stop()
         elif self.window.models.loading:
             self.window.models.cancel_load()
+
+    def _stopped_before_reply(self, question_id: int) -> None:
+        """Stopped while the documents were searched: the question gets an empty reply marked
+        "stopped", as a reply stopped before its first token does, so Regenerate answers it."""
+        window = self.window
+        conversation_id = window.conversations.conversation_id
+        if conversation_id is None:
+            return
+        try:
+            window.store.add_message(
+                conversation_id,
+                "assistant",
+                "",
+                parent_id=question_id,
+                status="stopped",
+                model=window.models.model_name(),
+            )
+        except StoreError as exc:
+            window.show_error(str(exc))
+            return
+        window.conversations.refresh_chat()
 
     def regenerate(self) -> None:
         """Write the last reply again, as a new version next to the old one."""

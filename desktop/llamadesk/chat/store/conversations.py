@@ -215,8 +215,10 @@ class ConversationStore(DocumentLinks):
         status: str = "complete",
         model: str | None = None,
         stats: dict[str, Any] | None = None,
+        thinking: str = "",
     ) -> Message:
         """Commit a message under ``parent_id`` (None: a first message); it becomes the active leaf.
+        ``thinking``: a reasoning model's thinking, kept apart from the reply's ``content``.
 
         The first user message of a branch sets the title unless the user renamed the conversation.
         """
@@ -224,7 +226,7 @@ class ConversationStore(DocumentLinks):
             raise ValueError(f"unknown role {role!r}")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        content, model = clean_text(content), _clean(model)
+        content, model, thinking = clean_text(content), _clean(model), clean_text(thinking)
         with self._write("save the message") as conn:
             conversation = self._get_conversation(conn, conversation_id)
             if parent_id is not None:
@@ -232,8 +234,8 @@ class ConversationStore(DocumentLinks):
             now = time.time()
             cursor = conn.execute(
                 "INSERT INTO messages (conversation_id, parent_id, role, content, status, model, stats_json,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, parent_id, role, content, status, model, dumps(stats), now),
+                " created_at, thinking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, parent_id, role, content, status, model, dumps(stats), now, thinking),
             )
             message_id = rowid(cursor)
             conn.execute(
@@ -411,7 +413,8 @@ class ConversationStore(DocumentLinks):
         with self._read("export the conversation") as conn:
             conversation = self._get_conversation(conn, conversation_id)
             path = tree.path(conn, conversation.id, conversation.active_leaf_id)
-        return _export.to_markdown(conversation, path)
+        found = self.message_sources(m.id for m in path if m.role == "user")
+        return _export.to_markdown(conversation, path, found)
 
     def export_json(self, conversation_id: int) -> dict[str, Any]:
         """Everything: OpenAI ``messages`` of the shown branch, metadata, and every branch in ``tree``."""
@@ -422,7 +425,9 @@ class ConversationStore(DocumentLinks):
                 f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ? ORDER BY m.id",
                 (conversation.id,),
             ).fetchall()
-        return _export.to_json(conversation, [message_from_row(row) for row in rows], path)
+        messages = [message_from_row(row) for row in rows]
+        found = self.message_sources(m.id for m in messages if m.role == "user")
+        return _export.to_json(conversation, messages, path, found)
 
     def import_json(self, data: object) -> Conversation:
         """Add a conversation from ``export_json`` output (or a plain OpenAI ``messages`` list).

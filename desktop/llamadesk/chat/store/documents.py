@@ -8,6 +8,7 @@ numbered passages, with their text, so a citation still opens after its file cha
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +18,15 @@ from ..records import clean_text
 from .database import Database
 from .errors import StoreError, check_id
 
-__all__ = ["MAX_LINKED_COLLECTIONS", "DocumentLinks", "MessageSources", "SourceRef"]
+__all__ = [
+    "MAX_LINKED_COLLECTIONS",
+    "DocumentLinks",
+    "MessageSources",
+    "SourceRef",
+    "insert_sources",
+    "sources_data",
+    "sources_from_data",
+]
 
 MAX_LINKED_COLLECTIONS = 32
 _MAX_SOURCES = 64  # sources kept per message (a context block numbers far fewer)
@@ -67,15 +76,47 @@ def _source_from(value: object) -> SourceRef | None:
     return SourceRef(number, chunk, collection, path, title, location, text)
 
 
+def _sources_from_list(value: object) -> tuple[SourceRef, ...]:
+    if not isinstance(value, list):
+        return ()
+    found = (_source_from(item) for item in value[:_MAX_SOURCES])
+    return tuple(source for source in found if source is not None)
+
+
 def _sources_from_json(text: str | None) -> tuple[SourceRef, ...]:
     try:
         value = safejson.loads(text or "[]")
     except ValueError:
         return ()
-    if not isinstance(value, list):
-        return ()
-    found = (_source_from(item) for item in value[:_MAX_SOURCES])
-    return tuple(source for source in found if source is not None)
+    return _sources_from_list(value)
+
+
+def sources_data(sources: MessageSources) -> list[dict[str, Any]]:
+    """The numbered sources as plain JSON values (what the store and export files keep)."""
+    return [asdict(source) for source in sources.sources[:_MAX_SOURCES]]
+
+
+def sources_from_data(context: object, items: object) -> MessageSources | None:
+    """Sources read back from an export file: the context text and the list of sources.
+
+    Entries that are not sources are left out; None when nothing usable remains.
+    """
+    text = context if isinstance(context, str) else ""
+    found = _sources_from_list(items)
+    if not text and not found:
+        return None
+    return MessageSources(clean_text(text), found)
+
+
+def insert_sources(conn: sqlite3.Connection, message_id: int, sources: MessageSources) -> None:
+    """Write (or replace) the sources of ``message_id`` inside the caller's transaction."""
+    text = clean_text(json.dumps(sources_data(sources), ensure_ascii=False))
+    conn.execute(
+        "INSERT INTO message_sources (message_id, context, sources_json) VALUES (?, ?, ?)"
+        " ON CONFLICT(message_id) DO UPDATE SET context = excluded.context,"
+        " sources_json = excluded.sources_json",
+        (message_id, clean_text(sources.context), text),
+    )
 
 
 def _clean_names(names: Iterable[str]) -> list[str]:
@@ -134,17 +175,10 @@ class DocumentLinks(Database):
     def set_message_sources(self, message_id: int, sources: MessageSources) -> None:
         """Keep the context text and numbered sources a user message is sent with."""
         check_id(message_id, "message")
-        data: list[dict[str, Any]] = [asdict(source) for source in sources.sources[:_MAX_SOURCES]]
-        text = clean_text(json.dumps(data, ensure_ascii=False))
         with self._write("save the message's sources") as conn:
             if conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
                 raise StoreError(f"message {message_id} does not exist (it may have been deleted)")
-            conn.execute(
-                "INSERT INTO message_sources (message_id, context, sources_json) VALUES (?, ?, ?)"
-                " ON CONFLICT(message_id) DO UPDATE SET context = excluded.context,"
-                " sources_json = excluded.sources_json",
-                (message_id, clean_text(sources.context), text),
-            )
+            insert_sources(conn, message_id, sources)
 
     def message_sources(self, message_ids: Iterable[int]) -> dict[int, MessageSources]:
         """The stored sources of those messages that have some (by message id)."""

@@ -18,6 +18,7 @@ from ...files import FileTooLargeError, NotARegularFileError, read_regular_bytes
 from ..export import ImportedConversation
 from ..records import DEFAULT_TITLE, clean_title, make_title
 from .database import Database
+from .documents import insert_sources
 from .errors import StoreError
 from .schema import dumps, rowid
 
@@ -127,6 +128,8 @@ def write_import(db: Database, parsed: ImportedConversation) -> int:
                         ),
                     )
                     ids[node.key] = rowid(cursor)
+                    if node.sources is not None:  # the context and passages the question was sent with
+                        insert_sources(conn, ids[node.key], node.sources)
         auto = _automatic_title(parsed)
         title = clean_title(parsed.title or "")
         custom = title not in ("", DEFAULT_TITLE, auto)
