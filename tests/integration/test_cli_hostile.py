@@ -209,3 +209,27 @@ def test_standard_input_is_read_up_to_a_limit() -> None:
     big = Stdin(io.BytesIO(b"x" * 17), encoding="utf-8")
     with pytest.raises(CliError, match="longer than"):
         read_stdin_text(big, limit=16)
+
+
+
+def test_error_warning_and_note_lines_escape_control_characters_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error, warning or note may quote a name a file or a server chose: escaped on a terminal."""
+    import io
+
+    from llamadesk.cli.common import fail, note, warn
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fail("bad name evil\x1b]0;owned\x07 here")
+    warn("skipped \x1b[2Jfile")
+    note("line one\nline two")
+    text = terminal.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "evil\\x1b]0;owned\\x07 here" in text and "skipped \\x1b[2Jfile" in text
+    assert "line one\nline two" in text  # newlines in a message stay newlines

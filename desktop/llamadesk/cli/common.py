@@ -26,17 +26,18 @@ class CliError(LlamaDeskError):
 
 
 def fail(message: str) -> int:
-    """Print one error line on stderr; the exit status for it."""
-    print(f"llamadesk: error: {message}", file=sys.stderr)
+    """Print one error line on stderr; the exit status for it. Messages may quote file names, model
+    names or server answers: control characters in them are shown escaped on a terminal."""
+    print(f"llamadesk: error: {shown(message, block=True, stream=sys.stderr)}", file=sys.stderr)
     return EXIT_ERROR
 
 
 def warn(message: str) -> None:
-    print(f"llamadesk: warning: {message}", file=sys.stderr)
+    print(f"llamadesk: warning: {shown(message, block=True, stream=sys.stderr)}", file=sys.stderr)
 
 
 def note(message: str) -> None:
-    print(f"llamadesk: note: {message}", file=sys.stderr)
+    print(f"llamadesk: note: {shown(message, block=True, stream=sys.stderr)}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):

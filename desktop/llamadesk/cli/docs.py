@@ -89,7 +89,8 @@ def _index_command(args: argparse.Namespace, refresh: bool) -> int:
             return EXIT_INTERRUPTED
         progress.end()
         for skipped in report.skipped:
-            warn(f"skipped {shown(skipped.path, stream=sys.stderr)}: {skipped.reason}")
+            path, reason = (shown(text, stream=sys.stderr) for text in (skipped.path, skipped.reason))
+            warn(f"skipped {path}: {reason}")
         print(_summary(args.name, index, report))
     return 0
 
@@ -128,7 +129,7 @@ def cmd_docs_list(args: argparse.Namespace) -> int:
             print(f"{shown(args.name)} has no files yet.", file=sys.stderr)
         for f in files:
             state = f"{f.chunks} chunks" if f.status == "indexed" else f"skipped: {f.reason}"
-            print(f"{shown(f.path)}  [{state}]")
+            print(f"{shown(f.path)}  [{shown(state)}]")
     return 0
 
 

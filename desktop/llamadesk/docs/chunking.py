@@ -79,6 +79,8 @@ def _split_long(text: str, count: Callable[[str], int], size: int) -> list[str]:
             words = sentence.split()
             step = max(1, int(len(words) * size / n))
             pieces = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
+            if step == 1 or len(pieces) == 1:  # a "word" longer than a chunk (a hash, a base64 blob)
+                pieces = [cut for piece in pieces for cut in _cut_chars(piece, count, size)]
         else:
             pieces = [sentence]
         for piece in pieces:
@@ -91,6 +93,15 @@ def _split_long(text: str, count: Callable[[str], int], size: int) -> list[str]:
     if current:
         parts.append(" ".join(current))
     return parts
+
+
+def _cut_chars(text: str, count: Callable[[str], int], size: int) -> list[str]:
+    """``text`` cut between characters into pieces of about ``size`` tokens (for text with no spaces)."""
+    n = count(text)
+    if n <= size:
+        return [text]
+    width = max(1, int(len(text) * size / n))
+    return [text[i : i + width] for i in range(0, len(text), width)]
 
 
 def _tail(pieces: Sequence[_Piece], count: Callable[[str], int], overlap: int) -> list[_Piece]:
@@ -138,19 +149,24 @@ def chunk_blocks(
     chunks: list[Chunk] = []
     current: list[_Piece] = []
     used = 0
+    has_body = False  # kept as a flag: recounting it per piece is quadratic on heading-only files
 
     def close() -> None:
         chunks.append(Chunk("\n\n".join(p.text for p in current), current[-1].location, used))
 
     for piece in pieces:
-        has_body = any(not p.heading for p in current)
         if current and has_body and piece.location != current[-1].location:
             close()  # a new section or page: no overlap across it
-            current, used = [], 0
+            current, used, has_body = [], 0, False
         elif current and has_body and used + piece.tokens > size:
             close()
             current = _tail(current, count, min(overlap, max(0, size - piece.tokens)))
             used = sum(p.tokens for p in current)
+            has_body = any(not p.heading for p in current)
+        elif current and piece.heading and used + piece.tokens > size:  # headings only (a contents page)
+            close()
+            current, used = [], 0
+        has_body = has_body or not piece.heading
         current.append(piece)
         used += piece.tokens
     if current:

@@ -3,12 +3,15 @@
 Supported: .txt, .md (headings), .pdf (pypdf; pages), .docx (python-docx; headings),
 .html/.htm (stdlib ``html.parser``; headings). Anything a file cannot give (a binary file named
 .txt, an encrypted or corrupt PDF) raises ``Unreadable`` with a reason for the collection list.
+Limits keep a hostile file bounded: PDF pages and reading time, what a .docx unpacks to (zip
+bombs), the size of an HTML page; NUL and lone surrogates in the text become U+FFFD.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,6 +19,10 @@ from pathlib import Path
 __all__ = ["SUPPORTED_SUFFIXES", "Block", "Document", "Unreadable", "document_text", "extract", "supported"]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm")
+MAX_PDF_PAGES = 5000  # a longer PDF is a scan archive or a hostile file, not a document to cite
+PDF_SECONDS = 120.0  # reading one PDF stops between pages after this long (a file that makes pypdf spin)
+MAX_DOCX_BYTES = 256 * 1024 * 1024  # what a .docx may expand to: more is a zip bomb
+MAX_HTML_CHARS = 32 * 1024 * 1024  # html.parser slows badly on huge pathological markup
 
 
 class Unreadable(Exception):
@@ -49,14 +56,20 @@ def document_text(path: Path, *, max_bytes: int) -> str:
     Raises ``DocsError`` with the reason when the file can't be read or is over ``max_bytes``.
     """
     from .types import DocsError
+    from .walk import NotRegularFile, read_regular
 
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise DocsError(f"{path.name} is too large to read whole ({size:,} bytes).")
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        data = read_regular(str(path), max_bytes + 1)
+        if len(data) > max_bytes:  # it grew since, or it is a file whose size the system doesn't know
+            raise DocsError(f"{path.name} is too large to read whole (over {max_bytes:,} bytes).")
+    except NotRegularFile:
+        raise DocsError(
+            f"Can't read {path.name}: it is not a regular file (a device, pipe or socket)."
+        ) from None
     except OSError as exc:
         raise DocsError(f"Can't read {path.name}: {exc.strerror or exc}") from exc
     try:
@@ -82,21 +95,43 @@ def extract(path: Path, data: bytes) -> Document:
         blocks = _paragraphs(_decode(data), "")
     else:
         raise Unreadable(f"unsupported format ({suffix or 'no extension'})")
-    blocks = [b for b in blocks if b.text.strip()]
+    blocks = [_clean(b) for b in blocks if b.text.strip()]
     if not blocks:
         raise Unreadable("no text found (a scanned or empty document?)")
-    return Document(title, blocks)
+    return Document(clean_text(title), blocks)
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates (which SQLite and UTF-8 refuse) replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _clean(block: Block) -> Block:
+    text, location = clean_text(block.text), clean_text(block.location)
+    if text is block.text and location is block.location:
+        return block
+    return Block(text, location, block.heading)
 
 
 # -- plain text
 
 
 def _decode(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else Windows-1252 for old text; binary data is refused."""
+    """UTF-8 (with or without BOM), UTF-16/32 with a BOM, else Windows-1252; binary data is refused."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                data = data[len(bom) :].decode(codec, "surrogatepass").encode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                raise Unreadable(f"damaged {codec.upper()} text (it has a byte order mark)") from None
+            break
     if b"\x00" in data[: 1 << 20]:
         raise Unreadable("binary data, not text (contains NUL bytes)")
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig", "surrogatepass")
     except UnicodeDecodeError:
         try:
             text = data.decode("cp1252")
@@ -108,6 +143,12 @@ def _decode(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
 _BLANK = re.compile(r"\n[ \t\f]*\n+")
 
 
@@ -176,6 +217,9 @@ def _pdf(data: bytes) -> list[Block]:
                 raise Unreadable(f"encrypted PDF that cannot be opened here ({exc})") from None
             if not opened:
                 raise Unreadable("encrypted PDF (it needs a password)")
+        count = len(reader.pages)
+        if count > MAX_PDF_PAGES:
+            raise Unreadable(f"too many pages ({count:,}; the limit is {MAX_PDF_PAGES:,})")
         pages = list(reader.pages)
     except Unreadable:
         raise
@@ -185,7 +229,12 @@ def _pdf(data: bytes) -> list[Block]:
         raise Unreadable(f"damaged PDF ({_short(exc)})") from None
     blocks: list[Block] = []
     failed = 0
+    deadline = time.monotonic() + PDF_SECONDS
     for number, page in enumerate(pages, start=1):
+        if time.monotonic() > deadline:
+            raise Unreadable(
+                f"PDF too slow to read (over {PDF_SECONDS:.0f} s; stopped at page {number} of {len(pages)})"
+            )
         try:
             text = page.extract_text() or ""
         except Exception:  # one bad page must not lose the others
@@ -207,6 +256,7 @@ def _short(exc: BaseException) -> str:
 
 def _docx(data: bytes) -> list[Block]:
     """Paragraphs and table rows in order, under the heading path of the "Heading N" styles."""
+    _check_zip(data)
     try:
         import docx
         from docx.table import Table
@@ -244,6 +294,23 @@ def _docx(data: bytes) -> list[Block]:
                 if line:
                     blocks.append(Block(line, heading_path(stack)))
     return blocks
+
+
+def _check_zip(data: bytes) -> None:
+    """Refuse what is not a zip archive, and a zip bomb (parts that expand past ``MAX_DOCX_BYTES``)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
+        raise Unreadable("damaged or not a Word document (not a zip archive)") from None
+    expanded = sum(info.file_size for info in infos)
+    if expanded > MAX_DOCX_BYTES:
+        raise Unreadable(
+            f"Word document too large when unpacked ({expanded / 2**20:,.0f} MB; "
+            f"the limit is {MAX_DOCX_BYTES >> 20} MB)"
+        )
 
 
 def _heading_level(paragraph: object) -> int:
@@ -321,6 +388,8 @@ class _HtmlText(HTMLParser):
 
 
 def _html(text: str) -> list[Block]:
+    if len(text) > MAX_HTML_CHARS:
+        raise Unreadable(f"HTML page too large ({len(text):,} characters; the limit is {MAX_HTML_CHARS:,})")
     parser = _HtmlText()
     try:
         parser.feed(text)

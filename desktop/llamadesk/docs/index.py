@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from .types import (
     Passage,
     SkippedFile,
 )
-from .walk import normalize, under, walk
+from .walk import NOT_REGULAR, NotRegularFile, normalize, read_regular, storable, under, walk
 
 __all__ = ["FILE_NAME", "MAX_FILE_BYTES", "DocumentIndex"]
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 FILE_NAME = "documents.sqlite3"
 MAX_FILE_BYTES = 200 * 1024 * 1024  # larger files are skipped: a 1 GB log is not a document
 MAX_NAME_LENGTH = 64
+MAX_RESULTS = 1000  # the most passages one search returns, whatever ``k`` asks for
 CANDIDATES = 50  # passages each ranking contributes before fusion
 EMBED_BATCH = 32
 _NAME = re.compile(r"[^\W_][\w .'()+&-]*", re.UNICODE)
@@ -51,10 +53,16 @@ Progress = Callable[[IndexProgress], None]
 Counter = Callable[[str], int]
 
 
+def quoted(name: object) -> str:
+    """``name`` quoted for a message, cut short: a name can be as long as the user typed or pasted."""
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
         raise DocsError(
-            f"{name!r} is not a valid collection name: use 1 to {MAX_NAME_LENGTH} letters, digits, "
+            f"{quoted(name)} is not a valid collection name: use 1 to {MAX_NAME_LENGTH} letters, digits, "
             "spaces or . ' ( ) + & - _, starting with a letter or digit."
         )
     return name
@@ -137,7 +145,7 @@ class DocumentIndex:
     def _collection_id(self, name: str) -> int:
         rows = self._query("SELECT id FROM collections WHERE name = ?", (name,))
         if not rows:
-            raise DocsError(f"There is no document collection named {name!r}.")
+            raise DocsError(f"There is no document collection named {quoted(name)}.")
         return int(rows[0][0])
 
     def collections(self) -> list[CollectionInfo]:
@@ -207,7 +215,7 @@ class DocumentIndex:
         self.create(name)
         collection = self._collection_id(name)
         roots = list(dict.fromkeys(normalize(p) for p in paths))
-        present = [r for r in roots if os.path.lexists(r)]
+        present = [r for r in roots if storable(r) and os.path.lexists(r)]
         self._transaction(
             lambda conn: conn.executemany(
                 "INSERT OR IGNORE INTO sources (collection_id, path) VALUES (?, ?)",
@@ -304,7 +312,11 @@ class DocumentIndex:
     def _skip_row(
         conn: sqlite3.Connection, collection: int, path: str, size: int, mtime: float, reason: str
     ) -> None:
-        """List ``path`` as skipped with ``reason``; passages it had before leave the index."""
+        """List ``path`` as skipped with ``reason``; passages it had before leave the index.
+
+        A path that cannot be stored as text (see ``storable``) is only reported, not listed."""
+        if not storable(path):
+            return
         row = conn.execute(
             "SELECT id FROM files WHERE collection_id = ? AND path = ?", (collection, path)
         ).fetchone()
@@ -333,6 +345,8 @@ class DocumentIndex:
         except OSError as exc:
             return self._skip(collection, path, 0, 0.0, f"not readable ({exc.strerror or exc})")
         size, mtime = int(st.st_size), float(st.st_mtime)
+        if not stat.S_ISREG(st.st_mode):  # replaced by a pipe or a device since the walk
+            return self._skip(collection, path, 0, mtime, NOT_REGULAR)
         if was_indexed and row is not None and row[1] == size and row[2] == mtime:
             self._backfill(row[0], embedder)
             return "unchanged"
@@ -342,8 +356,9 @@ class DocumentIndex:
                 f"too large ({size / 2**20:,.0f} MB; the limit is {MAX_FILE_BYTES >> 20} MB)",
             )  # fmt: skip
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
+            data = read_regular(path, MAX_FILE_BYTES + 1)
+        except NotRegularFile:
+            return self._skip(collection, path, 0, mtime, NOT_REGULAR)
         except PermissionError:
             return self._skip(collection, path, size, mtime, "not readable (permission denied)")
         except OSError as exc:
@@ -436,6 +451,7 @@ class DocumentIndex:
         ids = [self._collection_id(n) for n in dict.fromkeys(names)]
         if not ids or k < 1:
             return []
+        k = min(k, MAX_RESULTS)
         depth = max(CANDIDATES, k)
         lexical = self._lexical(ids, query, depth)
         if embedder is None:

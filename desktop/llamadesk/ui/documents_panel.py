@@ -8,6 +8,7 @@ Cancel; listing runs on the panel's task runner: the GUI thread never reads a fi
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,14 @@ log = logging.getLogger(__name__)
 __all__ = ["DocumentsPanel", "report_text"]
 
 _FILE_FILTER = "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm);;All files (*)"
+
+
+def plain_tip(text: str) -> str:
+    """``text`` as a tooltip that shows it literally (Qt reads a tooltip with ``<tag>`` as rich text)."""
+    return f"<span>{html.escape(text)}</span>" if text else ""
+
+
+EMPTY_HINT = "No collections yet. Press New… to make one, then add files or a folder to chat with them."
 
 
 def report_text(name: str, report: IndexReport) -> str:
@@ -117,6 +126,7 @@ class DocumentsPanel(QWidget):
         self.cancel_button.hide()
         self.status_label = QLabel(self)
         self.status_label.setObjectName("documentsStatus")
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # it shows file and collection names
         self.status_label.setWordWrap(True)
 
         row1 = QHBoxLayout()
@@ -221,6 +231,8 @@ class DocumentsPanel(QWidget):
             tree.resizeColumnToContents(column)
         self.show_files(self._selected)
         self._update_buttons()
+        if not collections and not self.status_label.text():
+            self.status_label.setText(EMPTY_HINT)
         self.collectionsChanged.emit([info.name for info in collections])
 
     def _on_current_changed(self, current: QTreeWidgetItem | None, _previous: QTreeWidgetItem | None) -> None:
@@ -251,8 +263,10 @@ class DocumentsPanel(QWidget):
         for info in files:
             chunks = str(info.chunks) if info.status == "indexed" else ""
             item = QTreeWidgetItem([Path(info.path).name, info.status, chunks, info.reason])
-            item.setToolTip(0, info.path)
-            item.setToolTip(3, info.reason)
+            item.setToolTip(0, plain_tip(info.path))
+            item.setToolTip(3, plain_tip(info.reason))
+            if info.reason:  # the Reason column is often cut off in the narrow dock: the status says it too
+                item.setToolTip(1, plain_tip(f"{info.status.capitalize()}: {info.reason}"))
             self.file_tree.addTopLevelItem(item)
         for column in range(3):
             self.file_tree.resizeColumnToContents(column)
