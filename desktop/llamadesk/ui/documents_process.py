@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +25,7 @@ from ..errors import LlamaDeskError
 __all__ = ["POLL_S", "cancel_event", "run_indexing"]
 
 POLL_S = 0.1  # how often the parent looks for a child that died without a word
+CANCEL_GRACE_S = 3.0  # after Cancel, how long a file may go on being read before the child is ended
 
 
 def _child(
@@ -98,12 +100,22 @@ def run_indexing(
         daemon=True,
     )
     child.start()
+    cancelled_at: float | None = None
     try:
         while True:
             try:
                 kind, value = events.get(timeout=POLL_S)
             except queue.Empty:
                 if child.is_alive():
+                    # Cancel is seen between files; one file that keeps the reader busy (a PDF page
+                    # pypdf spins on) is not waited for: the child ends, what it committed stays.
+                    if cancel.is_set():
+                        now = time.monotonic()
+                        cancelled_at = cancelled_at if cancelled_at is not None else now
+                        if now - cancelled_at >= CANCEL_GRACE_S:
+                            child.kill()
+                            child.join(1.0)
+                            return IndexReport(cancelled=True)
                     continue
                 try:  # it may have sent its last word just before it ended
                     kind, value = events.get(timeout=POLL_S)
