@@ -207,3 +207,109 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --- a raw server for hostile answers: each connection is handed to a test's own function --------------
+
+
+@dataclass
+class RawRequest:
+    """One request a :func:`running_raw` server received: its request line, headers and body."""
+
+    line: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RawState:
+    requests: list[RawRequest] = field(default_factory=list)
+    accepted: threading.Event = field(default_factory=threading.Event)  # a connection came in
+    received: threading.Event = field(default_factory=threading.Event)  # a whole request came in
+    sent: int = 0  # bytes written by the answer functions (``send`` counts them)
+    done: threading.Event = field(default_factory=threading.Event)  # the server is stopping
+
+
+def read_request(conn: socket.socket) -> RawRequest | None:
+    """The next HTTP request on ``conn`` (None when the client left first)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length") or 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return RawRequest(lines[0], headers, body)
+
+
+@contextmanager
+def running_raw(answer: Any) -> Iterator[tuple[str, RawState]]:
+    """A server on a free port that reads each request and calls ``answer(conn, request, state)``
+    to write whatever it likes; its base URL and state. ``answer`` should end when ``state.done``
+    is set or the client leaves (a write then fails)."""
+    state = RawState()
+    listener = socket.create_server(("127.0.0.1", 0))
+    threads: list[threading.Thread] = []
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                request = read_request(conn)
+                if request is None:
+                    return
+                state.requests.append(request)
+                state.received.set()
+                answer(conn, request, state)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not state.done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            state.accepted.set()
+            thread = threading.Thread(target=serve, args=(conn,), daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept, name="raw-stub", daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", state
+    finally:
+        state.done.set()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        listener.close()
+        acceptor.join(10)
+        for thread in threads:
+            thread.join(10)
+
+
+def send(conn: socket.socket, state: RawState, data: bytes) -> None:
+    """Write ``data`` to the client, counting it in ``state.sent``."""
+    conn.sendall(data)
+    state.sent += len(data)
+
+
+def head(status: str, content_type: str, extra: str = "", length: int | None = None) -> bytes:
+    """An HTTP/1.1 response head; without ``length`` the body ends when the connection closes."""
+    text = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nConnection: close\r\n{extra}"
+    if length is not None:
+        text += f"Content-Length: {length}\r\n"
+    return (text + "\r\n").encode()

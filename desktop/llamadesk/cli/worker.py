@@ -32,7 +32,9 @@ def _check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
     except OSError as exc:
-        raise CliError(f"can't use the address {host}: {exc.strerror or exc}") from exc
+        raise CliError(f"can't use the address {host!r}: {exc.strerror or exc}") from exc
+    except (UnicodeError, ValueError) as exc:  # not a host name at all: "a\x00b", "…"*100, "-"
+        raise CliError(f"{host!r} is not a host name or address to listen on") from exc
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

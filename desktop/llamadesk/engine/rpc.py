@@ -31,6 +31,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ _CMD_DEVICE_COUNT = 15
 _CAPS_SIZE = 24  # RPC_CONN_CAPS_SIZE: transport capabilities exchanged in HELLO (all zero: plain TCP)
 _DEVICE_CPU, _DEVICE_GPU, _DEVICE_IGPU = 0, 1, 2
 _MAX_DEVICES = 16
+_MAX_DEVICE_MEMORY = 1 << 50  # 1 PiB: more on one device is a corrupt answer, not a device
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -228,22 +230,31 @@ def protocol_version() -> tuple[int, int, int]:
 # --- probing a worker in plain Python (llama.cpp would abort the process instead) --------------------
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytes:
+    """``size`` bytes from ``sock``; past ``deadline`` (a monotonic time) TimeoutError, even when a
+    worker trickles a byte at a time (a socket timeout bounds each read, not the whole reply)."""
     data = bytearray()
     while len(data) < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(left)
         chunk = sock.recv(size - len(data))
         if not chunk:
-            raise ConnectionError("closed")
+            raise ConnectionError("it closed the connection mid-answer")
         data += chunk
     return bytes(data)
 
 
-def _call(sock: socket.socket, cmd: int, payload: bytes, reply_size: int) -> bytes:
+def _call(
+    sock: socket.socket, cmd: int, payload: bytes, reply_size: int, deadline: float | None = None
+) -> bytes:
     sock.sendall(struct.pack("<BQ", cmd, len(payload)) + payload)
-    (size,) = struct.unpack("<Q", _recv_exact(sock, 8))
+    (size,) = struct.unpack("<Q", _recv_exact(sock, 8, deadline))
     if size != reply_size:
         raise ValueError(f"answered {size} bytes where {reply_size} were expected")
-    return _recv_exact(sock, reply_size)
+    return _recv_exact(sock, reply_size, deadline)
 
 
 def probe_worker(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> WorkerInfo:
@@ -273,10 +284,11 @@ def probe_worker(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> WorkerInfo:
         raise EngineError(
             f"Can't reach worker {address} ({reason}). Is `llamadesk worker` running there, on that port?"
         ) from exc
+    deadline = time.monotonic() + timeout  # the whole handshake, however the worker paces its bytes
     with sock:
         sock.settimeout(timeout)
         try:
-            hello = _call(sock, _CMD_HELLO, bytes(_CAPS_SIZE), 4 + _CAPS_SIZE)
+            hello = _call(sock, _CMD_HELLO, bytes(_CAPS_SIZE), 4 + _CAPS_SIZE, deadline)
             version = (hello[0], hello[1], hello[2])
             if version[0] != mine[0] or version[1] > mine[1]:
                 raise EngineError(
@@ -284,13 +296,16 @@ def probe_worker(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> WorkerInfo:
                     f"{'.'.join(map(str, mine))}: it was built from a different llama.cpp. Install the "
                     "same LlamaDesk version on both machines."
                 )
-            (count,) = struct.unpack("<I", _call(sock, _CMD_DEVICE_COUNT, b"", 4))
+            (count,) = struct.unpack("<I", _call(sock, _CMD_DEVICE_COUNT, b"", 4, deadline))
             if not 0 < count <= _MAX_DEVICES:
                 raise ValueError(f"reported {count} devices")
             devices = []
             for index in range(count):
-                reply = _call(sock, _CMD_GET_DEVICE_MEMORY, struct.pack("<I", index), 16)
-                devices.append(struct.unpack("<QQ", reply))
+                reply = _call(sock, _CMD_GET_DEVICE_MEMORY, struct.pack("<I", index), 16, deadline)
+                free, total = struct.unpack("<QQ", reply)
+                if free > total or total > _MAX_DEVICE_MEMORY:
+                    raise ValueError(f"reported impossible memory for device {index}: {free} free of {total}")
+                devices.append((free, total))
         except TimeoutError as exc:
             raise EngineError(
                 f"Worker {address} accepted the connection but did not answer the llama.cpp RPC handshake "
@@ -399,7 +414,7 @@ def find_lost(workers: Sequence[str], timeout: float = 2.0) -> tuple[str, ...]:
         try:
             with socket.create_connection((host, int(port)), timeout=timeout) as sock:
                 sock.settimeout(timeout)
-                _call(sock, _CMD_HELLO, bytes(_CAPS_SIZE), 4 + _CAPS_SIZE)
+                _call(sock, _CMD_HELLO, bytes(_CAPS_SIZE), 4 + _CAPS_SIZE, time.monotonic() + timeout)
         except TimeoutError:
             return False  # busy serving us: its connection is alive
         except (OSError, ValueError) as exc:

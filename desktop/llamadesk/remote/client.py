@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx2
 import openai
@@ -24,8 +24,10 @@ import openai
 from .. import safejson
 from ..engine.engine import GenerationStats, StopReason
 from ..settings import GenerationSettings
+from .describe import describe_error, not_openai
 from .errors import RemoteError
-from .urls import api_base, normalize_url
+from .transport import GuardedTransport
+from .urls import api_base, normalize_url, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,11 @@ __all__ = ["RemoteClient", "RemoteReply", "RemoteStats", "request_fields"]
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 600.0  # a long prompt on a slow server may take minutes before its first token
 MAX_LIST_BYTES = 8 << 20  # a model list is a few KB; more is not one
+MAX_MODELS = 2000  # more would make the model picker unusable; the rest are left out (and logged)
+MAX_MODEL_ID = 256  # ids are names like "org/model-7b-q4"; longer ones are left out
+MAX_REPLY_CHARS = 16_000_000  # a reply longer than a few books is a server that never stops: cut there
+MAX_MESSAGE = 1000  # an error message longer than this is cut (a server's words are part of it)
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")  # characters that hide, move or reorder text
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"  # a reasoning field is handed on the way local thinking is
 
 
@@ -87,13 +94,21 @@ class RemoteClient:
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.url = normalize_url(url)
-        self.name = name or self.url
+        self.name = name or shown_url(self.url)
+        timeout = openai.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._transport = GuardedTransport(
+            head_timeout_s=connect_timeout_s + read_timeout_s, body_timeout_s=read_timeout_s
+        )
+        # Redirects are not followed: the key and the conversation go only to the address the user gave.
+        http_client = httpx2.Client(transport=self._transport, timeout=timeout, follow_redirects=False)
         self._client = openai.OpenAI(
             base_url=api_base(self.url),
             api_key=api_key or "no-key",
             max_retries=0,  # a retry hides a 429's wait and doubles a dead server's timeout
-            timeout=openai.Timeout(read_timeout_s, connect=connect_timeout_s),
+            timeout=timeout,
+            http_client=http_client,
         )
+        self._key = api_key or ""
         self._lock = threading.Lock()
         self._streams: list[Any] = []
 
@@ -113,22 +128,36 @@ class RemoteClient:
     def list_models(self) -> list[str]:
         """The ids of the server's models (``GET /v1/models``), in its order."""
         try:
-            raw = self._client.models.with_raw_response.list()
-            response = raw.http_response
-            content = response.read()
+            with self._client.models.with_streaming_response.list() as raw:
+                response = raw.http_response
+                content = bytearray()
+                for block in response.iter_bytes():  # read in parts: a hostile server may send gigabytes
+                    content += block
+                    if len(content) > MAX_LIST_BYTES:
+                        raise RemoteError(
+                            f"{self.name} answered GET /v1/models with more than {MAX_LIST_BYTES >> 20} MB: "
+                            "that is not a model list. Check the address: it should be the server's base "
+                            "URL, such as http://host:8080.",
+                            "not_openai",
+                            server=self.name,
+                        )
         except Exception as exc:
             raise self._error(exc) from exc
-        return self._parse_models(content, response.headers.get("content-type", ""))
+        try:
+            return self._parse_models(bytes(content), response.headers.get("content-type", ""))
+        except RemoteError as exc:  # its sample of the answer may echo the key
+            raise self.redacted(exc) from exc
 
     def _parse_models(self, content: bytes, content_type: str) -> list[str]:
         try:
-            if len(content) > MAX_LIST_BYTES:
-                raise ValueError("too large")
             data = safejson.loads(content)
             items = data["data"]
-            ids = [item["id"] for item in items]
-            if not all(isinstance(i, str) and i for i in ids):
-                raise ValueError("a model id is not text")
+            if not isinstance(items, list):
+                raise TypeError("data is not a list")
+            ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+            usable = [i for i in ids if _usable_id(i)]
+            if ids and not usable:
+                raise ValueError("no model id is usable text")
         except (ValueError, KeyError, TypeError) as exc:
             sample = content[:80].decode("utf-8", "replace").strip()
             raise RemoteError(
@@ -138,12 +167,22 @@ class RemoteClient:
                 "not_openai",
                 server=self.name,
             ) from exc
-        return list(dict.fromkeys(ids))
+        if len(usable) < len(ids):
+            log.warning(
+                "%s lists %d model ids that are not usable names; they are left out",
+                self.name,
+                len(ids) - len(usable),
+            )
+        models = list(dict.fromkeys(usable))
+        if len(models) > MAX_MODELS:
+            log.warning("%s lists %d models; the first %d are offered", self.name, len(models), MAX_MODELS)
+        return models[:MAX_MODELS]
 
     # -- chat
 
     def abort(self) -> None:
         """Close the streams in progress from any thread (the reading thread then ends at once)."""
+        self._transport.abort()  # also a request still waiting for the server's first byte
         with self._lock:
             streams, self._streams = list(self._streams), []
         for stream in streams:
@@ -175,6 +214,7 @@ class RemoteClient:
         ``stats.interrupted``. Setting ``stop`` (or :meth:`abort`) ends it as stopped by the user.
         """
         stop = stop or threading.Event()
+        self._transport.reopen()
         fields, extra = request_fields(settings)
         sent: list[Any] = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
         started = time.monotonic()
@@ -187,6 +227,8 @@ class RemoteClient:
                 extra_body={**fields, **extra},  # as plain JSON: llama.cpp's samplers are not OpenAI's
             )
         except Exception as exc:
+            if stop.is_set():  # Stop while waiting for the server's answer
+                return _Reading(self, model, on_text, started).reply(StopReason.USER)
             raise self._error(exc, model=model) from exc
         with self._lock:
             self._streams.append(stream)
@@ -209,9 +251,23 @@ class RemoteClient:
 
     # -- errors
 
-    def _error(self, exc: BaseException, *, model: str = "") -> RemoteError:
-        """``exc`` (from the client or the transport) as a RemoteError naming the server."""
-        return describe_error(exc, self.name, self.url, model=model)
+    def _error(self, exc: BaseException, *, model: str = "", streaming: bool = False) -> RemoteError:
+        """``exc`` (from the client or the transport) as a RemoteError naming the server; a server that
+        echoes the API key in its error message does not get it shown."""
+        return self.redacted(describe_error(exc, self.name, self.url, model=model, streaming=streaming))
+
+    def redacted(self, error: RemoteError) -> RemoteError:
+        """``error`` as it may be shown: without this client's API key (a server may echo it), without
+        control or bidi characters (a server's words could hide or reorder text), and not too long."""
+        text = str(error)
+        if len(self._key) >= 4:
+            text = text.replace(self._key, "[API key]")
+        text = "".join(" " if unicodedata.category(c) in _HIDDEN else c for c in text)
+        if len(text) > MAX_MESSAGE:
+            text = text[: MAX_MESSAGE - 1] + "…"
+        if text == str(error):
+            return error
+        return RemoteError(text, error.kind, server=error.server, retry_after=error.retry_after)
 
 
 class _Reading:
@@ -229,6 +285,7 @@ class _Reading:
         self.thinking = False  # inside a reasoning field's text
         self.usage: Any = None
         self.pieces = 0
+        self.length = 0  # characters received
 
     def emit(self, text: str, reasoning: str = "") -> None:
         if reasoning:
@@ -242,9 +299,18 @@ class _Reading:
                 text = THINK_CLOSE + text
             self._hand(text)
 
-    def _hand(self, text: str) -> None:
+    def _hand(self, text: str, *, limited: bool = True) -> None:
         if self.first is None:
             self.first = time.monotonic()
+        self.length += len(text)
+        if limited and self.length > MAX_REPLY_CHARS:
+            name = self.client.name
+            raise RemoteError(
+                f"{name} sent more than {MAX_REPLY_CHARS:,} characters without ending the reply; it was "
+                "cut there (the text so far is kept).",
+                "cut",
+                server=name,
+            )
         self.parts.append(text)
         self.pieces += 1
         self.on_text(text)
@@ -260,23 +326,22 @@ class _Reading:
                 if getattr(chunk, "usage", None) is not None:
                     self.usage = chunk.usage
                 if not isinstance(choices, list):
-                    raise _not_openai(name, "a stream event without choices")
+                    raise not_openai(name, "a stream event without choices")
                 for choice in choices[:1]:
                     delta = getattr(choice, "delta", None)
                     text = getattr(delta, "content", None) or ""
                     extra = getattr(delta, "model_extra", None) or {}
                     reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
                     if not isinstance(text, str) or not isinstance(reasoning, str):
-                        raise _not_openai(name, "a stream event whose text is not text")
+                        raise not_openai(name, "a stream event whose text is not text")
                     self.emit(text, reasoning)
                     finish = getattr(choice, "finish_reason", None) or finish
         except RemoteError as exc:
-            return self.failed(exc)
+            return self.failed(self.client.redacted(exc))
         except Exception as exc:
             if stop.is_set():  # the stream was closed under the reader by Stop
                 return self.reply(StopReason.USER)
-            error = describe_error(exc, name, self.client.url, model=self.model, streaming=True)
-            return self.failed(error)
+            return self.failed(self.client._error(exc, model=self.model, streaming=True))
         if stop.is_set():
             return self.reply(StopReason.USER)
         if finish is None:
@@ -293,7 +358,7 @@ class _Reading:
         try:
             body = response.read()
         except Exception as exc:
-            raise describe_error(exc, name, self.client.url, model=self.model) from exc
+            raise self.client._error(exc, model=self.model) from exc
         try:
             data = safejson.loads(body)
             choice = data["choices"][0]
@@ -302,7 +367,8 @@ class _Reading:
                 raise TypeError("content")
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             sample = body[:80].decode("utf-8", "replace").strip()
-            raise _not_openai(name, f"{content_type or 'no content type'}: {sample!r}") from exc
+            error = not_openai(name, f"{content_type or 'no content type'}: {sample!r}")
+            raise self.client.redacted(error) from exc
         self.usage = _Usage.of(data.get("usage"))
         self.emit(text)
         return self.reply(
@@ -315,7 +381,7 @@ class _Reading:
             raise error
         if self.thinking:
             self.thinking = False
-            self._hand(THINK_CLOSE)
+            self._hand(THINK_CLOSE, limited=False)
         return self.reply(StopReason.ERROR, str(error))
 
     def reply(self, reason: StopReason, error: str | None = None) -> RemoteReply:
@@ -354,135 +420,15 @@ class _Usage:
         return _Usage(value.get("prompt_tokens"), value.get("completion_tokens"))
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _not_openai(name: str, what: str) -> RemoteError:
-    return RemoteError(
-        f"{name} answered with something that is not an OpenAI-compatible chat reply ({what}).",
-        "not_openai",
-        server=name,
+def _usable_id(value: Any) -> TypeGuard[str]:
+    """A model id that can be shown and stored: text of sane length, no control or bidi characters."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_MODEL_ID
+        and value.strip() == value
+        and not any(unicodedata.category(c) in (*_HIDDEN, "Cn") for c in value)
     )
 
 
-def _retry_after(response: Any) -> float | None:
-    """Seconds from a Retry-After header (a number of seconds or an HTTP date)."""
-    value = (response.headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _server_message(exc: openai.APIStatusError) -> str:
-    """The server's own words for an error status, shortened; empty when it gave none."""
-    body = exc.body
-    message: Any = None
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or body.get("detail")
-        if isinstance(message, dict):
-            message = message.get("message")
-    if not isinstance(message, str):
-        try:
-            message = exc.response.text
-        except Exception:
-            message = ""
-        if "<html" in message[:200].lower():
-            message = ""
-    message = " ".join(str(message).split())
-    return message[:300]
-
-
-def _ssl_failure(exc: BaseException) -> BaseException | None:
-    """The TLS error behind ``exc``, if that is what it was."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def describe_error(
-    exc: BaseException, name: str, url: str, *, model: str = "", streaming: bool = False
-) -> RemoteError:
-    """Any failure talking to server ``name`` as a specific, readable RemoteError."""
-    if isinstance(exc, RemoteError):
-        return exc
-    what = f"model {model!r}" if model else "model list at this address"
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        said = _server_message(exc)
-        said_text = f" The server said: {said}" if said else ""
-        if status in (401, 403):
-            return RemoteError(
-                f"{name} refused the request ({status} {'Unauthorized' if status == 401 else 'Forbidden'}): "
-                f"the API key is missing or wrong. Set the server's key in Preferences → Remote servers "
-                f"(or --api-key).{said_text}",
-                "auth",
-                server=name,
-            )
-        if status == 404:
-            return RemoteError(
-                f"{name} has no {what} (404 Not Found): it was removed or renamed there, or the address "
-                f"is not the server's base URL. Refresh the model list.{said_text}",
-                "not_found",
-                server=name,
-            )
-        if status == 429:
-            wait = _retry_after(exc.response)
-            when = f"try again in {wait:.0f} s" if wait is not None else "try again in a moment"
-            return RemoteError(
-                f"{name} is busy (429 Too Many Requests): {when}.{said_text}",
-                "rate_limited",
-                server=name,
-                retry_after=wait,
-            )
-        kind = "server" if status >= 500 else "refused"
-        return RemoteError(f"{name} answered {status} to the request ({what}).{said_text}", kind, server=name)
-    tls = _ssl_failure(exc)
-    if tls is not None:
-        return RemoteError(
-            f"The secure connection to {name} failed: {getattr(tls, 'reason', None) or tls}. "
-            "Check that the address uses the right scheme (http or https) and that the server's "
-            "certificate is valid for this machine.",
-            "tls",
-            server=name,
-        )
-    if isinstance(exc, openai.APIResponseValidationError):
-        return _not_openai(name, str(exc))
-    if streaming and isinstance(exc, (httpx2.HTTPError, openai.APIConnectionError, OSError)):
-        cause = exc.__cause__ or exc.__context__ or exc
-        return RemoteError(
-            f"The connection to {name} was cut during the reply ({type(cause).__name__}: {cause}).",
-            "cut",
-            server=name,
-        )
-    if isinstance(exc, openai.APIError) and streaming:  # an error event in the stream
-        return RemoteError(f"{name} reported an error during the reply: {exc.message}", "server", server=name)
-    if isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError, OSError)):
-        reason = exc.__cause__ or exc.__context__
-        detail = f"{type(reason).__name__}: {reason}" if reason is not None else str(exc)
-        timed_out = isinstance(exc, openai.APITimeoutError) or isinstance(reason, httpx2.TimeoutException)
-        return RemoteError(
-            f"{name} ({url}) {'did not answer in time' if timed_out else 'cannot be reached'} ({detail}). "
-            "Check that the server is running and the address is right.",
-            "unreachable",
-            server=name,
-        )
-    if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError)):
-        return _not_openai(name, f"{type(exc).__name__}: {exc}")
-    log.exception("unexpected failure talking to %s", name, exc_info=exc)
-    return RemoteError(f"{name} could not be used: {type(exc).__name__}: {exc}", "server", server=name)
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

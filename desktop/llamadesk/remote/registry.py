@@ -9,6 +9,7 @@ GUI thread (:func:`check_all` checks several at once).
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ def add_server(servers: Sequence[RemoteServer], url: str, name: str = "") -> lis
     name = " ".join(name.split()) or default_name(url)
     if len(name) > 64:
         raise RemoteError(f"a server name is at most 64 characters: {name[:70]!r}…", "bad_url")
+    if not name.isprintable() or any(unicodedata.category(c) == "Cf" for c in name):
+        # a right-to-left override or an invisible character would make the name lie about itself
+        raise RemoteError(f"a server name holds only visible characters: {name!r}", "bad_url")
     for server in servers:
         if server.name == name:
             raise RemoteError(f"a server called {name!r} is already listed ({server.url})", "bad_url")
