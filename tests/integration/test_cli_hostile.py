@@ -211,7 +211,6 @@ def test_standard_input_is_read_up_to_a_limit() -> None:
         read_stdin_text(big, limit=16)
 
 
-
 def test_error_warning_and_note_lines_escape_control_characters_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
