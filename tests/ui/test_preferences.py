@@ -59,16 +59,18 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def test_every_named_widget_exists_with_matching_accessible_name(qtbot: QtBot) -> None:
+def test_every_named_widget_exists_and_a_screen_reader_hears_its_title(qtbot: QtBot) -> None:
     dialog = make_dialog(qtbot)
     assert dialog.objectName() == "preferencesDialog"
     assert dialog.accessibleName() == "Preferences"
     tabs = [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())]
     assert tabs == ["Generation", "Model && hardware", "Appearance", "Hub", "Storage"]
+    titles = {spec.object_name: spec.title for spec in dialog.field_specs()}
     for name, kind in NAMED_WIDGETS.items():
         widget = find(dialog, name)
         assert isinstance(widget, kind), name
-        assert widget.accessibleName() == name
+        # The field's title ("Temperature"), not its object name ("temperatureSpin").
+        assert widget.accessibleName() == titles.get(name, name), name
 
 
 def test_every_field_has_its_description_as_tooltip_and_help(qtbot: QtBot) -> None:

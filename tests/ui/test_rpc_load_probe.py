@@ -84,7 +84,7 @@ def test_a_worker_that_is_down_is_named_and_nothing_loads(
     assert window.models.load_model(starter_model)
     qtbot.waitUntil(lambda: down in window.banner.text(), timeout=LOAD_TIMEOUT)
     assert window.banner.kind == "error" and "Can't reach worker" in window.banner.text()
-    assert "Preferences → Workers" in window.banner.text()
+    assert "Preferences → Model & hardware → Workers" in window.banner.text()
     qtbot.waitUntil(lambda: not window.models.loading, timeout=LOAD_TIMEOUT)
     assert loads == [] and window.controller.loaded is None
 

@@ -394,7 +394,7 @@ def _on_fatal(message: bytes | None) -> None:
             text = (
                 f"the connection to an RPC worker broke ({', '.join(workers) or 'none'}); llama.cpp cannot "
                 "continue without it and ends LlamaDesk. Start the worker again, or remove it "
-                f"(Preferences → Workers), and reload the model. llama.cpp said: {text}"
+                f"(Preferences → Model & hardware → Workers), and reload the model. llama.cpp said: {text}"
             )
         log.critical("llama.cpp fatal error: %s", text)
         sys.stderr.write(f"llamadesk: fatal: {text}\n")

@@ -144,11 +144,14 @@ class Composer(QWidget):
         self._thinking_control = ""
         self.think_button = QToolButton(self)
         self.think_button.setObjectName("thinkButton")
-        self.think_button.setText("Think")
         self.think_button.setCheckable(True)
+        # As wide as the buttons above, and saying its state in words like "Think: medium" does.
+        self.think_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.think_button.toggled.connect(self._show_think_state)
         self.think_button.setAccessibleName("Think before answering")
         self.think_button.setToolTip("Let the model think before it answers (slower, often better)")
         self.think_button.toggled.connect(lambda on: self.thinkingChanged.emit("on" if on else "off"))
+        self._show_think_state(False)
         self.think_button.hide()
         self.effort_combo = QComboBox(self)
         self.effort_combo.setObjectName("effortCombo")
@@ -239,12 +242,16 @@ class Composer(QWidget):
         self.think_button.blockSignals(True)
         self.think_button.setChecked(choice != "off")
         self.think_button.blockSignals(False)
+        self._show_think_state(self.think_button.isChecked())
         self.effort_combo.blockSignals(True)
         index = self.effort_combo.findData(choice if choice in EFFORTS else "medium")
         self.effort_combo.setCurrentIndex(max(0, index))
         self.effort_combo.blockSignals(False)
         self.think_button.setVisible(toggle)
         self.effort_combo.setVisible(control == "effort")
+
+    def _show_think_state(self, on: bool) -> None:
+        self.think_button.setText("Think: on" if on else "Think: off")
 
     def thinking_choice(self) -> str:
         """What the next reply is rendered with: "on", "off", an effort, or "" (no switch offered)."""

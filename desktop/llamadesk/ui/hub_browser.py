@@ -170,6 +170,8 @@ class HubBrowser(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.resizeSection(0, 165)
+        # The Type column is the filter's partner: show it next to the name, not scrolled off the right.
+        header.moveSection(ResultsModel.TYPE_COLUMN, 1)
         self.results_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.results_view.selectionModel().currentRowChanged.connect(self._on_result_changed)
         self.results_view.clicked.connect(self._on_result_clicked)
@@ -209,6 +211,7 @@ class HubBrowser(QDialog):
         self.file_hint = QLabel(self)
         self.file_hint.setObjectName("hubFileHint")
         self.file_hint.setMinimumWidth(120)
+        self.file_hint.setWordWrap(True)  # the fit summary is a sentence: wrap it rather than cut it off
         self.card = QTextBrowser(self)
         self.card.setObjectName("hubModelCard")
         self.card.setAccessibleName("Model card")

@@ -66,7 +66,9 @@ class ModelWorkers(QObject):
             session._checking = None
             session.reset_picker()
             window.show_error(
-                str(error), "Start the worker, or remove it in Preferences → Workers.", topic="model"
+                str(error),
+                "Start the worker, or remove it in Preferences → Model & hardware → Workers.",
+                topic="model",
             )
             window.update_state()
 

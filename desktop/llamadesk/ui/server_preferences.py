@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -34,6 +35,11 @@ INTRO = (
     "OpenAI-compatible API at http://ADDRESS:PORT/v1 while LlamaDesk is open."
 )
 
+PLACEHOLDERS = {
+    "server.allowed_origins": "One per line, e.g. http://localhost:3000",
+    "server.embedding_model": "Empty: the loaded model",
+}
+
 
 class ServerTab(QWidget):
     """The server fields and the API key; ``result()`` validates them."""
@@ -47,13 +53,14 @@ class ServerTab(QWidget):
         layout.addWidget(intro)
         self.form = SettingsForm(field_specs(ServerSettings, "server", "server"), self)
         self.form.set_values("server", settings.model_dump())
+        self._label_editors()
         layout.addWidget(self.form)
         box = QGroupBox("API key", self)
         inner = QVBoxLayout(box)
         row = QHBoxLayout()
         self.key_edit = QLineEdit(api_key, box)
         self.key_edit.setObjectName("serverApiKeyEdit")
-        self.key_edit.setAccessibleName("serverApiKeyEdit")
+        self.key_edit.setAccessibleName("API key")
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("No key: any program on this computer may use the API")
         self.key_edit.setToolTip(
@@ -61,6 +68,9 @@ class ServerTab(QWidget):
             "Kept in your system's keyring, not in the settings file."
         )
         show = QCheckBox("Show", box)
+        show.setObjectName("serverShowKeyCheck")
+        show.setAccessibleName("Show the API key")
+        show.setToolTip("Show the API key in plain text")
         show.toggled.connect(
             lambda shown: self.key_edit.setEchoMode(
                 QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password
@@ -69,6 +79,7 @@ class ServerTab(QWidget):
         generate = QPushButton("Generate", box)
         generate.setObjectName("serverGenerateKeyButton")
         generate.setToolTip("Make a new random key")
+        generate.setAccessibleName("Generate a new API key")
         generate.clicked.connect(lambda: self.key_edit.setText("ld-" + random_secrets.token_urlsafe(24)))
         row.addWidget(self.key_edit, 1)
         row.addWidget(show)
@@ -82,6 +93,16 @@ class ServerTab(QWidget):
         self.error_label.hide()
         layout.addWidget(self.error_label)
         layout.addStretch(1)
+
+    def _label_editors(self) -> None:
+        """Screen readers hear each field's title (not its object name), and the list and text fields
+        show an example of what they take instead of the generic one."""
+        for editor in self.form.editors.values():
+            editor.widget.setAccessibleName(editor.spec.title)
+        for key, example in PLACEHOLDERS.items():
+            widget = self.form.editors[key].widget
+            if isinstance(widget, QLineEdit | QPlainTextEdit):
+                widget.setPlaceholderText(example)
 
     def result(self) -> tuple[ServerSettings | None, str]:
         """The validated settings and key, or None (and the reason shown in the tab)."""

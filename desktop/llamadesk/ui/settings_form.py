@@ -318,7 +318,7 @@ class FieldEditor:
         self._shown_text = ""
         self.widget = self._build()
         self.widget.setObjectName(spec.object_name)
-        self.widget.setAccessibleName(spec.object_name)
+        self.widget.setAccessibleName(spec.title or spec.object_name)  # what a screen reader says
         self.widget.setAccessibleDescription(spec.description)
         self.widget.setToolTip(spec.description)
         self.set_value(spec.default)
