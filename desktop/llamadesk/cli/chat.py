@@ -26,7 +26,7 @@ from ..chat.reasoning import ReasoningSplitter, starts_in_thinking, uses_channel
 from ..chat.templates import apply_thinking
 from ..engine.service import ChatResult, InferenceService
 from ..engine.states import ConversationStates
-from ..paths import get_paths
+from ..paths import Paths, get_paths
 from ..settings import GenerationSettings, Settings, SettingsStore, validated_update
 from .common import EXIT_INTERRUPTED, CliError, fail, note, read_stdin_text, shown, warn
 from .resolve import ResolvedModel, library_key, models_folder, resolve, resolve_model
@@ -146,6 +146,31 @@ class _Session:
         self.reply = self.store.stream_reply(self.conversation_id, parent_id=user.id, model=model)
 
 
+def _open_session(args: argparse.Namespace, paths: Paths) -> tuple[_Session | None, str | None, list[Any]]:
+    """With ``--new`` or ``--conversation``: the stored session, the system prompt (``--system``, else
+    the conversation's) and the branch the user is on; without either, nothing is stored."""
+    system = args.system
+    if args.conversation is None and not args.new:
+        return None, system, []
+    from ..chat.store import ConversationStore
+
+    store = ConversationStore(paths.database_file)
+    session = _Session(store, None, None)
+    path: list[Any] = []
+    if args.conversation is not None:
+        try:
+            conversation = store.get_conversation(args.conversation)
+            path = store.active_path(conversation.id)
+        except BaseException:
+            store.close()
+            raise
+        session.conversation_id = conversation.id
+        session.leaf_id = path[-1].id if path else None
+        if system is None:
+            system = conversation.system_prompt
+    return session, system, path
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     if getattr(args, "server", None):  # a remote OpenAI-compatible server instead of a local model
         from .servers import cmd_chat_remote
@@ -175,25 +200,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         announce_workers(model_path, runtime, quiet=args.json)
     override = _template_override(args, settings, model, models_dir)
 
-    session: _Session | None = None
-    system = args.system
-    path: list[Any] = []
-    if args.conversation is not None or args.new:
-        from ..chat.store import ConversationStore
-
-        store = ConversationStore(paths.database_file)
-        session = _Session(store, None, None)
-        if args.conversation is not None:
-            try:
-                conversation = store.get_conversation(args.conversation)
-                path = store.active_path(conversation.id)
-            except BaseException:
-                store.close()
-                raise
-            session.conversation_id = conversation.id
-            session.leaf_id = path[-1].id if path else None
-            if system is None:
-                system = conversation.system_prompt
+    session, system, path = _open_session(args, paths)
     # The branch the user is on, then the new message: the same rule as the window's.
     docs = None  # --docs: the question is sent after numbered sources from these collections
     if getattr(args, "docs", None):

@@ -151,7 +151,7 @@ def _model_for(args: argparse.Namespace, server: RemoteServer, key: str | None) 
 def cmd_chat_remote(args: argparse.Namespace) -> int:
     """`llamadesk chat --server URL`: the reply from a remote server, shown and stored as a local one."""
     from ..remote.client import RemoteClient
-    from .chat import _generation_settings, _read_prompt, _Session, _show, _Thinking
+    from .chat import _generation_settings, _open_session, _read_prompt, _show, _Thinking
 
     prompt = _read_prompt(args)
     paths = get_paths().ensure()
@@ -163,25 +163,7 @@ def cmd_chat_remote(args: argparse.Namespace) -> int:
     model = RemoteModel(server.name, server.url, _model_for(args, server, key))
     generation = _generation_settings(args, settings.generation)
 
-    session: _Session | None = None
-    system = args.system
-    path: list[Any] = []
-    if args.conversation is not None or args.new:
-        from ..chat.store import ConversationStore
-
-        store = ConversationStore(paths.database_file)
-        session = _Session(store, None, None)
-        if args.conversation is not None:
-            try:
-                conversation = store.get_conversation(args.conversation)
-                path = store.active_path(conversation.id)
-            except BaseException:
-                store.close()
-                raise
-            session.conversation_id = conversation.id
-            session.leaf_id = path[-1].id if path else None
-            if system is None:
-                system = conversation.system_prompt
+    session, system, path = _open_session(args, paths)
     messages = build_messages(system, path, new_user_message=prompt).messages
     thinking = _Thinking(bool(getattr(args, "show_thinking", False)))
     events: queue.Queue[tuple[str, Any]] = queue.Queue()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .extract import Block
@@ -54,25 +54,12 @@ def _split_long(text: str, count: Callable[[str], int], size: int) -> list[str]:
     """Cut a paragraph longer than ``size`` tokens between lines (code, lists), else sentences, then words."""
     lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) > 1:
-        parts: list[str] = []
-        current: list[str] = []
-        used = 0
+        by_line: list[tuple[str, int]] = []
         for line in lines:
             n = count(line)
-            pieces = [line] if n <= size else _split_long(line, count, size)
-            for piece in pieces:
-                m = n if len(pieces) == 1 else count(piece)
-                if current and used + m > size:
-                    parts.append("\n".join(current))
-                    current, used = [], 0
-                current.append(piece)
-                used += m
-        if current:
-            parts.append("\n".join(current))
-        return parts
-    parts = []
-    current = []
-    used = 0
+            by_line.extend(_sized([line] if n <= size else _split_long(line, count, size), n, count))
+        return _pack(by_line, "\n", size)
+    sized: list[tuple[str, int]] = []
     for sentence in _sentences(text):
         n = count(sentence)
         if n > size:  # a run-on sentence (or a table flattened to text): cut between words
@@ -83,15 +70,28 @@ def _split_long(text: str, count: Callable[[str], int], size: int) -> list[str]:
                 pieces = [cut for piece in pieces for cut in _cut_chars(piece, count, size)]
         else:
             pieces = [sentence]
-        for piece in pieces:
-            m = n if len(pieces) == 1 else count(piece)
-            if current and used + m > size:
-                parts.append(" ".join(current))
-                current, used = [], 0
-            current.append(piece)
-            used += m
+        sized.extend(_sized(pieces, n, count))
+    return _pack(sized, " ", size)
+
+
+def _sized(pieces: list[str], whole: int, count: Callable[[str], int]) -> list[tuple[str, int]]:
+    """``pieces`` of a text of ``whole`` tokens, each with its size (the whole when it was not cut)."""
+    return [(pieces[0], whole)] if len(pieces) == 1 else [(piece, count(piece)) for piece in pieces]
+
+
+def _pack(pieces: Iterable[tuple[str, int]], sep: str, size: int) -> list[str]:
+    """Consecutive pieces joined by ``sep`` into parts of at most ``size`` tokens (a bigger piece alone)."""
+    parts: list[str] = []
+    current: list[str] = []
+    used = 0
+    for piece, tokens in pieces:
+        if current and used + tokens > size:
+            parts.append(sep.join(current))
+            current, used = [], 0
+        current.append(piece)
+        used += tokens
     if current:
-        parts.append(" ".join(current))
+        parts.append(sep.join(current))
     return parts
 
 
