@@ -22,6 +22,31 @@ MakeWindow = Callable[[], MainWindow]
 TIMEOUT = 120_000
 
 
+def _cookbook(home: Path, tmp_path: Path) -> Path:
+    """Short greedy replies in ``home``; a folder with one Markdown file about bread."""
+    settings = Settings()
+    settings.generation.max_tokens = 8
+    settings.generation.temperature = 0.0
+    settings.runtime.n_ctx = 1024
+    SettingsStore(get_paths(home).ensure().settings_file).save(settings)
+    folder = tmp_path / "cookbook"
+    folder.mkdir()
+    (folder / "bread.md").write_text(
+        "# Bread\n\nBread rises because yeast ferments sugar into carbon dioxide gas.\n", encoding="utf-8"
+    )
+    return folder
+
+
+def _index_and_load(qtbot: QtBot, window: MainWindow, folder: Path, starter_model: Path) -> None:
+    """Index ``folder`` as "Cookbook", use it in the open chat and load the starter model."""
+    documents = window.documents
+    with qtbot.waitSignal(documents.panel.indexingFinished, timeout=TIMEOUT):
+        documents.panel.add_paths("Cookbook", [folder])
+    documents.set_used("Cookbook", True)
+    with qtbot.waitSignal(window.controller.modelLoaded, timeout=TIMEOUT):
+        window.models.load_model(starter_model)
+
+
 def _row_of(window: MainWindow, conversation_id: int) -> QModelIndex:
     model = window.sidebar.view.model()
     for row in range(model.rowCount()):
@@ -34,26 +59,12 @@ def _row_of(window: MainWindow, conversation_id: int) -> QModelIndex:
 def test_choosing_another_chat_during_the_search_keeps_the_question_answered_in_its_chat(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path, tmp_path: Path
 ) -> None:
-    settings = Settings()
-    settings.generation.max_tokens = 8
-    settings.generation.temperature = 0.0
-    settings.runtime.n_ctx = 1024
-    SettingsStore(get_paths(llamadesk_home).ensure().settings_file).save(settings)
-    folder = tmp_path / "cookbook"
-    folder.mkdir()
-    (folder / "bread.md").write_text(
-        "# Bread\n\nBread rises because yeast ferments sugar into carbon dioxide gas.\n", encoding="utf-8"
-    )
+    folder = _cookbook(llamadesk_home, tmp_path)
 
     window = make_window()
     other = window.store.create_conversation(title="Another chat")
     window.store.add_message(other.id, "user", "Hello there", parent_id=None)
-    documents = window.documents
-    with qtbot.waitSignal(documents.panel.indexingFinished, timeout=TIMEOUT):
-        documents.panel.add_paths("Cookbook", [folder])
-    documents.set_used("Cookbook", True)
-    with qtbot.waitSignal(window.controller.modelLoaded, timeout=TIMEOUT):
-        window.models.load_model(starter_model)
+    _index_and_load(qtbot, window, folder, starter_model)
     qtbot.waitUntil(lambda: window.sidebar.view.model().rowCount() >= 1, timeout=TIMEOUT)
 
     with qtbot.waitSignal(window.controller.generationFinished, timeout=TIMEOUT):
@@ -81,25 +92,11 @@ def test_choosing_another_chat_during_the_search_keeps_the_question_answered_in_
 def test_a_question_whose_chat_was_closed_during_the_search_goes_back_to_its_box_and_can_be_sent_again(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path, tmp_path: Path
 ) -> None:
-    settings = Settings()
-    settings.generation.max_tokens = 8
-    settings.generation.temperature = 0.0
-    settings.runtime.n_ctx = 1024
-    SettingsStore(get_paths(llamadesk_home).ensure().settings_file).save(settings)
-    folder = tmp_path / "cookbook"
-    folder.mkdir()
-    (folder / "bread.md").write_text(
-        "# Bread\n\nBread rises because yeast ferments sugar into carbon dioxide gas.\n", encoding="utf-8"
-    )
+    folder = _cookbook(llamadesk_home, tmp_path)
     window = make_window()
     other = window.store.create_conversation(title="Another chat")
     window.store.add_message(other.id, "user", "Hello there", parent_id=None)
-    documents = window.documents
-    with qtbot.waitSignal(documents.panel.indexingFinished, timeout=TIMEOUT):
-        documents.panel.add_paths("Cookbook", [folder])
-    documents.set_used("Cookbook", True)
-    with qtbot.waitSignal(window.controller.modelLoaded, timeout=TIMEOUT):
-        window.models.load_model(starter_model)
+    _index_and_load(qtbot, window, folder, starter_model)
 
     window.replies.send("Why does bread rise?")
     asked = window.conversation_id
@@ -125,23 +122,9 @@ def test_a_question_whose_chat_was_closed_during_the_search_goes_back_to_its_box
 def test_stop_during_the_search_leaves_a_stopped_reply_that_regenerate_answers(
     qtbot: QtBot, make_window: MakeWindow, llamadesk_home: Path, starter_model: Path, tmp_path: Path
 ) -> None:
-    settings = Settings()
-    settings.generation.max_tokens = 8
-    settings.generation.temperature = 0.0
-    settings.runtime.n_ctx = 1024
-    SettingsStore(get_paths(llamadesk_home).ensure().settings_file).save(settings)
-    folder = tmp_path / "cookbook"
-    folder.mkdir()
-    (folder / "bread.md").write_text(
-        "# Bread\n\nBread rises because yeast ferments sugar into carbon dioxide gas.\n", encoding="utf-8"
-    )
+    folder = _cookbook(llamadesk_home, tmp_path)
     window = make_window()
-    documents = window.documents
-    with qtbot.waitSignal(documents.panel.indexingFinished, timeout=TIMEOUT):
-        documents.panel.add_paths("Cookbook", [folder])
-    documents.set_used("Cookbook", True)
-    with qtbot.waitSignal(window.controller.modelLoaded, timeout=TIMEOUT):
-        window.models.load_model(starter_model)
+    _index_and_load(qtbot, window, folder, starter_model)
 
     window.replies.send("Why does bread rise?")
     asked = window.conversation_id
