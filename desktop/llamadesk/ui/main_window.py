@@ -322,14 +322,12 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, settings: Settings, token: str | None = None) -> None:
         """Use and save new settings (from Preferences); generation changes apply to the next reply."""
-        # Preferences edits a copy taken when it opened: keep what changed elsewhere meanwhile.
-        settings = settings.model_copy(
-            update={
-                "template_overrides": dict(self.settings.template_overrides),
-                "thinking_defaults": dict(self.settings.thinking_defaults),  # the composer's Think switch
-                "remote_servers": list(self.settings.remote_servers),  # edited by its own tab
-                "server": self.settings.server.model_copy(),  # so is the local API server's section
-            }
+        # Preferences edits a copy taken when it opened: only what it edits is taken from it, the rest
+        # (changed meanwhile by its own tabs and controls) stays as it is now.
+        from .preferences import EDITED
+
+        settings = self.settings.model_copy(
+            update={name: getattr(settings, name) for name in EDITED}, deep=True
         )
         settings.app.last_model = self.settings.app.last_model
         for key, preset in settings.presets.items():  # the Think switch may have changed it meanwhile

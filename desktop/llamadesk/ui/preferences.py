@@ -40,6 +40,9 @@ SECTIONS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("runtime", RuntimeSettings, "model"),
     ("app", AppSettings, "appearance"),
 )
+EDITED = ("generation", "runtime", "app", "presets")
+"""The parts of Settings this dialog edits; the rest (server, remote servers, template overrides, the
+Think switch's choices) have their own tabs or controls, which apply them themselves."""
 TABS = (
     ("generation", "Generation"),
     ("model", "Model && hardware"),
